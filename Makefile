@@ -1,0 +1,55 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine:
+#   make demo   install, set up the AiiDA profile `pfd`, run the main job
+#   make test   install, run the test suite
+# Every target is safe to re-run.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= pfd
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := quantum-espresso
+PYTEST_ARGS ?=
+
+.PHONY: install system-packages venv setup demo test lint docs clean
+
+install: system-packages $(VENV)/.installed
+
+# pw.x (with Open MPI) and the UPF files of /usr/share/espresso/pseudo; python3-venv where ensurepip is missing.
+system-packages:
+	@missing="$(if $(shell command -v pw.x),,$(APT_PACKAGES))"; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$${missing// /}" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+setup: install
+	$(BIN)/aiida-pfd setup --profile-name $(PROFILE)
+
+demo: setup
+	$(BIN)/python examples/si_singlepoint.py --profile $(PROFILE)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+docs: install
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	$(BIN)/sphinx-build -W -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) docs/_build .pytest_cache

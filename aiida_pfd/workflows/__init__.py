@@ -1,0 +1,1 @@
+"""Workflows of the PFD method and the DFT labelling adaptors they use."""
