@@ -1,0 +1,77 @@
+"""DeePMD-kit (PyTorch backend): checkpoints (``.pt``), frozen models (``.pth``), ``dp`` command lines."""
+
+from __future__ import annotations
+
+import pathlib
+import typing as t
+
+from .base import Backend, ModelMetadata
+
+if t.TYPE_CHECKING:
+    from ase.calculators.calculator import Calculator
+
+
+class DeepmdBackend(Backend):
+    """DeePMD-kit models: se_e2_a, se_atten_v2, DPA-2, DPA-3..., single- or multi-task."""
+
+    name = 'deepmd'
+    suffixes: t.ClassVar[dict[str, str]] = {'checkpoint': '.pt', 'frozen': '.pth'}
+
+    def read_metadata(self, path: pathlib.Path) -> ModelMetadata:
+        import zipfile
+
+        path = pathlib.Path(path)
+        problem = (
+            f'`{path.name}` is not a DeePMD-kit PyTorch model (a `dp --pt train` checkpoint or `dp --pt freeze` model)'
+        )
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f'{problem}: it is not a PyTorch archive.')
+        with zipfile.ZipFile(path) as archive:
+            is_torchscript = any('/code/' in name for name in archive.namelist())
+        try:
+            return read_frozen_metadata(path) if is_torchscript else read_checkpoint_metadata(path)
+        except Exception as exception:
+            raise ValueError(f'{problem}: {exception}') from exception
+
+    def calculator(self, path: pathlib.Path, head: str | None = None, device: str | None = None) -> Calculator:
+        from deepmd.calculator import DP
+
+        kwargs = {'head': head} if head else {}
+        return DP(model=str(path), **kwargs)
+
+
+def read_checkpoint_metadata(path: pathlib.Path) -> ModelMetadata:
+    """Metadata of a ``dp --pt train`` checkpoint: a pickled dict whose ``model._extra_state`` holds the parameters."""
+    import torch
+
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    model = state.get('model', state) if isinstance(state, dict) else None
+    params = model.get('_extra_state', {}).get('model_params') if isinstance(model, dict) else None
+    if not isinstance(params, dict):
+        raise ValueError('the archive holds no DeePMD-kit model parameters (`model._extra_state.model_params`).')
+
+    if 'model_dict' in params:
+        heads = sorted(params['model_dict'])
+        type_maps = {tuple(params['model_dict'][head]['type_map']) for head in heads}
+        type_map = list(max(type_maps, key=len))
+        descriptor = _descriptor_type(params['model_dict'][heads[0]], params.get('shared_dict', {}))
+    else:
+        heads, type_map = [], list(params['type_map'])
+        descriptor = _descriptor_type(params, {})
+    return ModelMetadata(kind='checkpoint', type_map=type_map, heads=heads, extras={'descriptor': descriptor})
+
+
+def _descriptor_type(model_params: dict, shared: dict) -> str | None:
+    descriptor = model_params.get('descriptor')
+    if isinstance(descriptor, str):  # a multi-task key into shared_dict
+        descriptor = shared.get(descriptor, {})
+    return descriptor.get('type') if isinstance(descriptor, dict) else None
+
+
+def read_frozen_metadata(path: pathlib.Path) -> ModelMetadata:
+    """Metadata of a ``dp --pt freeze`` TorchScript model."""
+    import deepmd.pt.cxx_op  # noqa: F401  registers DeePMD's custom operators with TorchScript
+    import torch
+
+    module = torch.jit.load(str(path), map_location='cpu')
+    return ModelMetadata(kind='frozen', type_map=list(module.get_type_map()), extras={'rcut': float(module.get_rcut())})

@@ -1,0 +1,84 @@
+"""``pfd.model``: a model file of one backend, with the metadata a user queries (backend, kind, type map, heads)."""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import tempfile
+import typing as t
+
+from aiida import orm
+
+from ..backends import get_backend
+
+
+def sha256_of(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelData(orm.SinglefileData):
+    """A model file. Attributes: ``backend``, ``kind`` (checkpoint/frozen), ``type_map``, ``heads``, ``sha256``.
+
+    ``ModelData(path, model_backend='deepmd')`` reads the file with that backend and rejects, with ``ValueError``, a
+    file that is not one of its models. (The keyword is not ``backend``: that is AiiDA's storage backend.) Nothing
+    here needs a GPU.
+    """
+
+    def __init__(self, file: str | pathlib.Path | t.BinaryIO | None = None, model_backend: str = 'deepmd', **kwargs):
+        filename = kwargs.pop('filename', None)
+        if file is None:
+            super().__init__(file, filename=filename, **kwargs)
+            return
+        if not isinstance(file, (str, pathlib.Path)):
+            with tempfile.NamedTemporaryFile(delete=False, suffix=pathlib.Path(filename or 'model').suffix) as tmp:
+                tmp.write(file.read())
+            file = tmp.name
+        path = pathlib.Path(file).resolve()
+        metadata = get_backend(model_backend).read_metadata(path)
+        super().__init__(path, filename=filename or path.name, **kwargs)
+        self.base.attributes.set_many(
+            {
+                'backend': model_backend,
+                'kind': metadata.kind,
+                'type_map': metadata.type_map,
+                'heads': metadata.heads,
+                'sha256': sha256_of(path),
+                **{key: value for key, value in metadata.extras.items() if value is not None},
+            }
+        )
+
+    @property
+    def model_backend(self) -> str:
+        """The model family (attribute ``backend``): ``deepmd``, ``sevenn``..."""
+        return self.base.attributes.get('backend')
+
+    @property
+    def kind(self) -> str:
+        return self.base.attributes.get('kind')
+
+    @property
+    def type_map(self) -> list[str]:
+        return self.base.attributes.get('type_map')
+
+    @property
+    def heads(self) -> list[str]:
+        return self.base.attributes.get('heads')
+
+    @property
+    def sha256(self) -> str:
+        return self.base.attributes.get('sha256')
+
+    def missing_elements(self, elements: t.Iterable[str]) -> list[str]:
+        """The ``elements`` this model's type map does not cover."""
+        return [element for element in elements if element not in self.type_map]
+
+    def get_calculator(self, head: str | None = None, device: str | None = None):
+        """ASE calculator of this model, from a local copy of the file (kept for the calculator's lifetime)."""
+        directory = tempfile.mkdtemp(prefix='pfd-model-')
+        path = pathlib.Path(directory) / self.filename
+        self.base.repository.copy_tree(directory)
+        return get_backend(self.model_backend).calculator(path, head=head, device=device)
