@@ -1,0 +1,1 @@
+"""CalcJobs of PFD: DeePMD training, model labelling and evaluation, ASE molecular dynamics."""

@@ -1,0 +1,1 @@
+"""Parsers of the PFD CalcJobs, one per CalcJob."""

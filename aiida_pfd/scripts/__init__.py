@@ -1,0 +1,1 @@
+"""Programs that the CalcJobs run on the compute node: ``python -m aiida_pfd.scripts.<name> input.json``."""
