@@ -8,6 +8,7 @@ import typing as t
 from .base import Backend, ModelMetadata
 
 if t.TYPE_CHECKING:
+    import numpy as np
     from ase.calculators.calculator import Calculator
 
 
@@ -70,8 +71,81 @@ def _descriptor_type(model_params: dict, shared: dict) -> str | None:
 
 def read_frozen_metadata(path: pathlib.Path) -> ModelMetadata:
     """Metadata of a ``dp --pt freeze`` TorchScript model."""
-    import deepmd.pt.cxx_op  # noqa: F401  registers DeePMD's custom operators with TorchScript
+    import deepmd.pt  # noqa: F401  registers DeePMD's custom operators (e.g. DPA-3's border_op) with TorchScript
     import torch
 
     module = torch.jit.load(str(path), map_location='cpu')
     return ModelMetadata(kind='frozen', type_map=list(module.get_type_map()), extras={'rcut': float(module.get_rcut())})
+
+
+# -- training -------------------------------------------------------------------------------------------------------
+
+TRAIN_INPUT = 'input.json'
+LCURVE = 'lcurve.out'
+FROZEN_MODEL = 'frozen_model.pth'
+CHECKPOINT_GLOB = 'model.ckpt-*.pt'
+
+
+def training_input(
+    parameters: dict,
+    type_map: list[str],
+    training_systems: list[str],
+    validation_systems: list[str] | None = None,
+) -> dict:
+    """Complete a DeePMD input.json (DeePMD's own keys) with the type map and the data systems of this job.
+
+    The user's ``model.type_map`` wins if given; ``training.training_data.systems`` and
+    ``training.validation_data.systems`` are always set from the job's datasets. ``max_ckpt_keep`` defaults to 1 so
+    that only the final checkpoint is retrieved.
+    """
+    import copy
+
+    settings = copy.deepcopy(parameters)
+    settings.setdefault('model', {}).setdefault('type_map', list(type_map))
+    training = settings.setdefault('training', {})
+    training.setdefault('training_data', {})['systems'] = list(training_systems)
+    if validation_systems:
+        training.setdefault('validation_data', {})['systems'] = list(validation_systems)
+        training['validation_data'].setdefault('batch_size', 1)
+    else:
+        training.pop('validation_data', None)
+    training.setdefault('max_ckpt_keep', 1)
+    return settings
+
+
+def train_arguments(
+    finetune: str | None = None, model_branch: str | None = None, use_pretrain_script: bool = False
+) -> list[str]:
+    """Arguments of ``dp`` for training, or fine-tuning from checkpoint ``finetune`` (branch ``model_branch``).
+
+    ``use_pretrain_script`` takes the model section from the checkpoint instead of input.json.
+    """
+    arguments = ['--pt', 'train', TRAIN_INPUT]
+    if finetune:
+        arguments += ['--finetune', finetune]
+        if model_branch:
+            arguments += ['--model-branch', model_branch]
+        if use_pretrain_script:
+            arguments.append('--use-pretrain-script')
+    return arguments
+
+
+def freeze_arguments() -> list[str]:
+    """Arguments of ``dp`` that freeze the last checkpoint of the job folder."""
+    return ['--pt', 'freeze', '-o', FROZEN_MODEL]
+
+
+def read_lcurve(text: str) -> tuple[list[str], np.ndarray]:
+    """Column names and values of a DeePMD ``lcurve.out``."""
+    import io
+
+    import numpy as np
+
+    header = next((line for line in text.splitlines() if line.startswith('#') and 'step' in line), None)
+    if header is None:
+        raise ValueError('no header line with `step` found in lcurve.out.')
+    columns = header.lstrip('#').split()
+    values = np.loadtxt(io.StringIO(text), comments='#', ndmin=2)
+    if values.shape[1] != len(columns):
+        raise ValueError(f'lcurve.out has {values.shape[1]} columns but its header names {len(columns)}.')
+    return columns, values

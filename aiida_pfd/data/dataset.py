@@ -76,11 +76,11 @@ def _type_map_of(systems: t.Sequence[dpdata.System], type_map: t.Sequence[str] |
 
 
 def _formula(system: dpdata.System) -> str:
-    return ''.join(
-        f'{name}{count if count > 1 else ""}'
-        for name, count in zip(system['atom_names'], system['atom_numbs'])
-        if count
-    )
+    """Hill formula of one frame of ``system`` (e.g. ``AlCu3``)."""
+    from ase.formula import Formula
+
+    counts = {name: int(count) for name, count in zip(system['atom_names'], system['atom_numbs']) if count}
+    return Formula.from_dict(counts).format('hill')
 
 
 class LabeledDataset(orm.Data):

@@ -1,0 +1,152 @@
+"""``pfd.deepmd.train``: train a DeePMD model from scratch, or fine-tune a checkpoint, then freeze it."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import datastructures
+from aiida.engine import CalcJob
+
+from ..backends import deepmd
+from ..data import LabeledDataset, ModelData
+
+TRAIN_LOG = 'train.log'
+FREEZE_LOG = 'freeze.log'
+FOUNDATION_DIR = 'foundation'
+
+
+def validate_inputs(inputs, _=None) -> str | None:
+    """Check datasets, foundation model and parameters together; return a message naming the port and the fix."""
+    training_set = inputs.get('training_set')
+    if training_set is not None and not training_set.is_labelled:
+        return 'training_set: the dataset has no energies and forces; label it first (e.g. with `pfd.label`).'
+    validation_set = inputs.get('validation_set')
+    if validation_set is not None and not validation_set.is_labelled:
+        return 'validation_set: the dataset has no energies and forces; label it first.'
+
+    parameters = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
+    settings = inputs['settings'].get_dict() if 'settings' in inputs else {}
+    foundation = inputs.get('finetune_from')
+    branch = inputs['model_branch'].value if 'model_branch' in inputs else None
+
+    if foundation is None:
+        if branch:
+            return 'model_branch: only meaningful with `finetune_from`.'
+        if 'descriptor' not in parameters.get('model', {}) or 'fitting_net' not in parameters.get('model', {}):
+            return 'parameters: training from scratch needs `model.descriptor` and `model.fitting_net`.'
+    else:
+        if foundation.model_backend != 'deepmd' or foundation.kind != 'checkpoint':
+            return (
+                f'finetune_from: needs a DeePMD-kit training checkpoint (.pt), got a {foundation.kind} '
+                f'{foundation.model_backend} model.'
+            )
+        if branch and branch not in foundation.heads:
+            heads = ', '.join(foundation.heads) or 'none: it is a single-task model'
+            return f'model_branch: `{branch}` is not a branch of the foundation model (branches: {heads}).'
+        if 'model' not in parameters and not settings.get('use_pretrain_script'):
+            return 'parameters: give a `model` section, or set `use_pretrain_script: True` in `settings`.'
+        elements = set(training_set.elements if training_set else [])
+        if validation_set is not None:
+            elements |= set(validation_set.elements)
+        missing = foundation.missing_elements(sorted(elements))
+        if missing:
+            return (
+                f'training_set: elements {missing} are not in the type map of the foundation model '
+                f'({", ".join(foundation.type_map)}); choose a foundation that covers them.'
+            )
+
+    if 'numb_steps' not in parameters.get('training', {}):
+        return 'parameters: `training.numb_steps` is required.'
+    return None
+
+
+class DeepmdTrainCalculation(CalcJob):
+    """Run ``dp --pt train`` (optionally ``--finetune``) and ``dp --pt freeze`` on a ``pfd.dataset``."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('metadata.options.withmpi', valid_type=bool, default=False)
+        spec.input('metadata.options.output_filename', valid_type=str, default=TRAIN_LOG)
+        spec.input('metadata.options.parser_name', valid_type=str, default='pfd.deepmd.train')
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.input('training_set', valid_type=LabeledDataset, help='Labelled frames to train on.')
+        spec.input('validation_set', valid_type=LabeledDataset, required=False, help='Labelled frames to validate on.')
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            help='DeePMD-kit input.json with its own keys (model, learning_rate, loss, training). The data systems '
+            "are filled in from the datasets; `model.type_map` defaults to the foundation's or the dataset's.",
+        )
+        spec.input('finetune_from', valid_type=ModelData, required=False, help='Checkpoint to fine-tune.')
+        spec.input('model_branch', valid_type=orm.Str, required=False, help='Branch of a multi-task checkpoint.')
+        spec.input(
+            'settings', valid_type=orm.Dict, required=False, help='`use_pretrain_script` (bool): model from checkpoint.'
+        )
+        spec.inputs.validator = validate_inputs
+
+        spec.output('model', valid_type=ModelData, help='The frozen model (.pth).')
+        spec.output('checkpoint', valid_type=ModelData, help='The last checkpoint (.pt), for further fine-tuning.')
+        spec.output('learning_curve', valid_type=orm.ArrayData, help='lcurve.out: one array per column.')
+        spec.output('metrics', valid_type=orm.Dict, help='Last lcurve.out row: final training/validation RMSEs.')
+        spec.default_output_node = 'metrics'
+
+        spec.exit_code(301, 'ERROR_MISSING_LCURVE', message='lcurve.out was not written and train.log shows no error.')
+        spec.exit_code(302, 'ERROR_TRAINING_FAILED', message='`dp train` failed: {message}')
+        spec.exit_code(303, 'ERROR_MISSING_MODEL', message='The frozen model or the checkpoint is missing: {message}')
+        spec.exit_code(310, 'ERROR_INVALID_LCURVE', message='lcurve.out could not be parsed: {message}')
+        spec.exit_code(311, 'ERROR_INVALID_MODEL', message='A model file could not be read: {message}')
+        spec.exit_code(400, 'ERROR_NON_FINITE_LOSS', message='The training loss became NaN or infinite at step {step}.')
+
+    def prepare_for_submission(self, folder):
+        import json
+
+        training_set = self.inputs.training_set
+        local_copy_list = [(training_set.uuid, 'systems', 'datasets/training')]
+        training_systems = [f'datasets/training/{name}' for name in training_set.system_names]
+        validation_systems = None
+        if 'validation_set' in self.inputs:
+            validation = self.inputs.validation_set
+            local_copy_list.append((validation.uuid, 'systems', 'datasets/validation'))
+            validation_systems = [f'datasets/validation/{name}' for name in validation.system_names]
+
+        foundation_path = None
+        type_map = training_set.type_map
+        if 'finetune_from' in self.inputs:
+            foundation = self.inputs.finetune_from
+            foundation_path = f'{FOUNDATION_DIR}/{foundation.filename}'
+            local_copy_list.append((foundation.uuid, foundation.filename, foundation_path))
+            type_map = foundation.type_map
+
+        settings = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
+        parameters = deepmd.training_input(
+            self.inputs.parameters.get_dict(), type_map, training_systems, validation_systems
+        )
+        with folder.open(deepmd.TRAIN_INPUT, 'w') as handle:
+            json.dump(parameters, handle, indent=2)
+
+        branch = self.inputs.model_branch.value if 'model_branch' in self.inputs else None
+        train = datastructures.CodeInfo()
+        train.code_uuid = self.inputs.code.uuid
+        train.cmdline_params = deepmd.train_arguments(
+            foundation_path, branch, use_pretrain_script=bool(settings.get('use_pretrain_script'))
+        )
+        train.stdout_name = self.inputs.metadata.options.output_filename
+        train.join_files = True
+        freeze = datastructures.CodeInfo()
+        freeze.code_uuid = self.inputs.code.uuid
+        freeze.cmdline_params = deepmd.freeze_arguments()
+        freeze.stdout_name = FREEZE_LOG
+        freeze.join_files = True
+
+        calcinfo = datastructures.CalcInfo()
+        calcinfo.codes_info = [train, freeze]
+        calcinfo.codes_run_mode = datastructures.CodeRunMode.SERIAL
+        calcinfo.local_copy_list = local_copy_list
+        calcinfo.retrieve_list = [
+            self.inputs.metadata.options.output_filename,
+            FREEZE_LOG,
+            deepmd.LCURVE,
+            deepmd.FROZEN_MODEL,
+            deepmd.CHECKPOINT_GLOB,
+        ]
+        return calcinfo

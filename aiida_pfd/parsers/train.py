@@ -1,0 +1,73 @@
+"""Parser of ``pfd.deepmd.train``."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from aiida import orm
+from aiida.parsers import Parser
+
+from ..backends import deepmd
+from ..calculations.train import FREEZE_LOG
+from ..data import ModelData
+
+
+def _tail(text: str, lines: int = 4) -> str:
+    return ' | '.join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+class DeepmdTrainParser(Parser):
+    """Attach the frozen model, the last checkpoint, the learning curve and the final RMSEs."""
+
+    def parse(self, **kwargs):
+        repository = self.retrieved.base.repository
+        names = set(repository.list_object_names())
+        log_name = self.node.get_option('output_filename')
+        log = repository.get_object_content(log_name) if log_name in names else ''
+
+        if deepmd.LCURVE not in names:
+            if 'Traceback' in log or 'Error' in log:
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(message=_tail(log))
+            return self.exit_codes.ERROR_MISSING_LCURVE
+
+        try:
+            columns, values = deepmd.read_lcurve(repository.get_object_content(deepmd.LCURVE))
+        except ValueError as exception:
+            return self.exit_codes.ERROR_INVALID_LCURVE.format(message=str(exception))
+        curve = orm.ArrayData()
+        for index, column in enumerate(columns):
+            curve.set_array(column, values[:, index])
+        curve.base.attributes.set('columns', columns)
+        self.out('learning_curve', curve)
+
+        # Validation columns may be NaN by design (no reference data); the training loss never may.
+        loss_columns = [index for index, column in enumerate(columns) if column.startswith('rmse_trn')]
+        finite = np.isfinite(values[:, loss_columns]).all(axis=1)
+        if not finite.all():
+            return self.exit_codes.ERROR_NON_FINITE_LOSS.format(step=int(values[np.argmin(finite), 0]))
+        last = values[-1]
+        metrics = {column: float(last[index]) for index, column in enumerate(columns)}
+        metrics['step'] = int(metrics['step'])
+        metrics['units'] = {'rmse_e': 'eV/atom', 'rmse_f': 'eV/Å', 'rmse_v': 'eV/atom'}
+        self.out('metrics', orm.Dict(metrics))
+
+        checkpoints = sorted(
+            (name for name in names if re.fullmatch(r'model\.ckpt-\d+\.pt', name)),
+            key=lambda name: int(re.findall(r'\d+', name)[-1]),
+        )
+        missing = [
+            label
+            for label, ok in ((deepmd.FROZEN_MODEL, deepmd.FROZEN_MODEL in names), ('checkpoint', checkpoints))
+            if not ok
+        ]
+        if missing:
+            freeze_log = repository.get_object_content(FREEZE_LOG) if FREEZE_LOG in names else ''
+            return self.exit_codes.ERROR_MISSING_MODEL.format(message=f'{", ".join(missing)}; {_tail(freeze_log)}')
+        try:
+            for port, name in (('model', deepmd.FROZEN_MODEL), ('checkpoint', checkpoints[-1])):
+                with repository.open(name, 'rb') as handle:
+                    self.out(port, ModelData(handle, filename=name))
+        except ValueError as exception:
+            return self.exit_codes.ERROR_INVALID_MODEL.format(message=str(exception))
+        return None

@@ -1,0 +1,46 @@
+"""Parser of ``pfd.deepmd.train`` on fixture folders (real DeePMD output, trimmed), one per exit code."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'deepmd_train'
+
+
+def test_ok(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    files = {'frozen_model.pth': tiny_model_files['frozen'], 'model.ckpt-50.pt': tiny_model_files['checkpoint']}
+    results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'ok', files)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    metrics = results['metrics'].get_dict()
+    assert metrics['step'] == 48
+    assert metrics['rmse_f_val'] == pytest.approx(0.426)
+    assert metrics['rmse_e_trn'] == pytest.approx(1.54)
+    assert metrics['units']['rmse_f'] == 'eV/Å'
+    assert list(results['learning_curve'].get_array('step')) == [1, 12, 24, 36, 48]
+    assert results['model'].kind == 'frozen'
+    assert results['checkpoint'].filename == 'model.ckpt-50.pt'
+
+
+@pytest.mark.parametrize(
+    ('case', 'status', 'message'),
+    [
+        ('missing_lcurve', 301, 'lcurve.out was not written'),
+        ('training_failed', 302, 'size mismatch'),
+        ('missing_model', 303, "No such file or directory: 'model.ckpt.pt'"),
+        ('invalid_lcurve', 310, 'lcurve.out could not be parsed'),
+        ('nan_loss', 400, 'NaN or infinite at step 5'),
+    ],
+)
+def test_failures(aiida_profile_clean, parse_retrieved, case, status, message):
+    _, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / case)
+    assert calcfunction.exit_status == status
+    assert message in calcfunction.exit_message
+
+
+def test_unreadable_model(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    files = {'frozen_model.pth': b'not a model', 'model.ckpt-50.pt': tiny_model_files['checkpoint']}
+    _, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'ok', files)
+    assert calcfunction.exit_status == 311
+    assert 'not a PyTorch archive' in calcfunction.exit_message
