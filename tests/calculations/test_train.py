@@ -131,5 +131,5 @@ def test_finetune_a_multitask_branch(aiida_profile_clean, dp_code, multitask_che
     assert "'--model-branch' 'EMT_Cu'" in submit_script or '--model-branch EMT_Cu' in submit_script
 
     builder.model_branch = orm.Str('EMT_Si')
-    with pytest.raises(ValueError, match='`EMT_Si` is not a branch.*EMT_Al, EMT_Cu'):
+    with pytest.raises(ValueError, match=r'`EMT_Si` is not a branch.*EMT_Al, EMT_Cu'):
         run_get_node(builder)

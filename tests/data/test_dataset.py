@@ -134,7 +134,7 @@ def test_split_is_seeded_disjoint_and_recorded(aiida_profile_clean):
 @pytest.mark.parametrize('fraction', [0.0, 1.0, 0.001])
 def test_split_rejects_fractions_that_leave_a_side_empty(aiida_profile_clean, fraction):
     dataset = LabeledDataset.from_ase(emt_frames('Cu', 4)).store()
-    with pytest.raises(ValueError, match='test_fraction|one side empty'):
+    with pytest.raises(ValueError, match=r'test_fraction|one side empty'):
         split_dataset(dataset, orm.Float(fraction), orm.Int(0))
 
 

@@ -37,7 +37,7 @@ def test_model_from_stream_keeps_the_file(aiida_profile_clean, tiny_model_files)
 def test_files_that_are_not_models_are_rejected(aiida_profile_clean, tmp_path):
     text = tmp_path / 'input.json'
     text.write_text('{"model": {}}')
-    with pytest.raises(ValueError, match='not a DeePMD-kit PyTorch model.*not a PyTorch archive'):
+    with pytest.raises(ValueError, match=r'not a DeePMD-kit PyTorch model.*not a PyTorch archive'):
         ModelData(text)
     archive = tmp_path / 'other.pt'
     with zipfile.ZipFile(archive, 'w') as handle:
