@@ -9,6 +9,7 @@ from .base import Backend, ModelMetadata
 
 _BACKENDS = {
     'deepmd': 'aiida_pfd.backends.deepmd:DeepmdBackend',
+    'sevenn': 'aiida_pfd.backends.sevenn:SevennBackend',
 }
 
 
