@@ -9,6 +9,11 @@ from aiida.engine import calcfunction
 from .dataset import LabeledDataset, frame_slices
 
 
+def select_frames(dataset: LabeledDataset, indices) -> LabeledDataset:
+    """A new (unstored) dataset of the frames ``indices`` of ``dataset``; for use inside calcfunctions."""
+    return LabeledDataset(_select(dataset, indices), type_map=dataset.type_map)
+
+
 def _select(dataset: LabeledDataset, indices) -> list:
     """dpdata systems holding the frames ``indices`` (global frame numbers) of ``dataset``, in system order."""
     wanted = np.asarray(sorted(set(int(i) for i in indices)), dtype=int)
@@ -46,10 +51,7 @@ def split_dataset(dataset: LabeledDataset, test_fraction: orm.Float, seed: orm.I
         raise ValueError(f'a test fraction of {fraction} of {dataset.n_frames} frames leaves one side empty.')
     order = np.random.default_rng(seed.value).permutation(dataset.n_frames)
     test, train = order[:n_test], order[n_test:]
-    return {
-        'train': LabeledDataset(_select(dataset, train), type_map=dataset.type_map),
-        'test': LabeledDataset(_select(dataset, test), type_map=dataset.type_map),
-    }
+    return {'train': select_frames(dataset, train), 'test': select_frames(dataset, test)}
 
 
 @calcfunction
@@ -57,4 +59,4 @@ def subset_dataset(dataset: LabeledDataset, indices: orm.List) -> LabeledDataset
     """The frames ``indices`` (global frame numbers) of ``dataset``."""
     if not indices.get_list():
         raise ValueError('a subset needs at least one frame index.')
-    return LabeledDataset(_select(dataset, indices.get_list()), type_map=dataset.type_map)
+    return select_frames(dataset, indices.get_list())
