@@ -122,9 +122,9 @@ def parse_retrieved(localhost):
     """Run a PFD parser on a fake finished job whose ``retrieved`` folder is built from fixture files.
 
     ``parse_retrieved(entry_point, folder=None, files=None, inputs=None)`` creates a ``CalcJobNode`` of CalcJob
-    ``entry_point`` (its option defaults set, ``inputs`` linked), attaches a ``retrieved`` FolderData holding the
-    tree ``folder`` plus ``files`` (``{relative path: source path or bytes}``), and returns
-    ``(results, calcfunction_node)`` of ``Parser.parse_from_node``.
+    ``entry_point`` (its option defaults set, ``inputs`` stored and linked: ``{link label: node}``, a nested input as
+    ``structures__s0``), attaches a ``retrieved`` FolderData holding the tree ``folder`` plus ``files`` (``{relative
+    path: source path or bytes}``), and returns ``(results, calcfunction_node)`` of ``Parser.parse_from_node``.
     """
     import pathlib
 
@@ -141,6 +141,7 @@ def parse_retrieved(localhost):
                 node.set_option(name, default)
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         for label, value in (inputs or {}).items():
+            value = value if value.is_stored else value.store()
             node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
         node.store()
 

@@ -32,6 +32,28 @@ class Backend(abc.ABC):
     def read_metadata(self, path: pathlib.Path) -> ModelMetadata:
         """Return the metadata of model file ``path``; raise ``ValueError`` if it is not a model of this family."""
 
+    #: Entry point of the CalcJob that fine-tunes this family's models, and the label of the code it runs
+    #: (a key of the PFD workchains' ``codes`` namespace).
+    train_process: t.ClassVar[str] = ''
+    train_code: t.ClassVar[str] = 'python'
+
+    def finetune_inputs(
+        self,
+        *,
+        code,
+        foundation,
+        training_set,
+        parameters: dict,
+        model_branch: str | None = None,
+        options: dict | None = None,
+    ) -> dict:
+        """Inputs of :attr:`train_process` that fine-tune ``foundation`` on ``training_set``.
+
+        ``parameters`` are in the family's own training vocabulary; ``model_branch`` picks a branch of a multi-task
+        foundation. The process must return ``model`` (for inference) and may return ``checkpoint`` (to go on from).
+        """
+        raise NotImplementedError(f'the {self.name} backend cannot fine-tune models.')
+
     @abc.abstractmethod
     def calculator(self, path: pathlib.Path, head: str | None = None, device: str | None = None) -> Calculator:
         """Return an ASE calculator for model file ``path`` (multi-task branch ``head``) on ``device``."""

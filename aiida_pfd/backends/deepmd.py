@@ -17,6 +17,24 @@ class DeepmdBackend(Backend):
 
     name = 'deepmd'
     suffixes: t.ClassVar[dict[str, str]] = {'checkpoint': '.pt', 'frozen': '.pth'}
+    train_process = 'pfd.deepmd.train'
+    train_code = 'dp'
+
+    def finetune_inputs(self, *, code, foundation, training_set, parameters, model_branch=None, options=None) -> dict:
+        """``dp --pt train --finetune`` with the model section taken from the checkpoint (``--use-pretrain-script``)."""
+        from aiida import orm
+
+        inputs = {
+            'code': code,
+            'training_set': training_set,
+            'finetune_from': foundation,
+            'parameters': orm.Dict(parameters),
+            'settings': orm.Dict({'use_pretrain_script': 'model' not in parameters}),
+            'metadata': {'options': dict(options or {})},
+        }
+        if model_branch:
+            inputs['model_branch'] = orm.Str(model_branch)
+        return inputs
 
     def read_metadata(self, path: pathlib.Path) -> ModelMetadata:
         import zipfile

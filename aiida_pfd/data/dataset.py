@@ -24,6 +24,21 @@ if t.TYPE_CHECKING:
 SYSTEMS_DIR = 'systems'
 
 
+def natural_key(name: str) -> list:
+    """Sort key that orders ``s2`` before ``s10`` (and ``sys.2`` before ``sys.10``)."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', str(name))]
+
+
+def npy_system_dirs(directory: str | pathlib.Path) -> list[pathlib.Path]:
+    """The deepmd/npy system folders (those holding ``type.raw``) under ``directory``, in natural order.
+
+    Natural order keeps the frame numbering of datasets with more than a thousand systems.
+    """
+    return sorted({path.parent for path in pathlib.Path(directory).rglob('type.raw')}, key=natural_key)
+
+
 def _is_labelled(atoms: Atoms) -> bool:
     return atoms.calc is not None and 'energy' in atoms.calc.results and 'forces' in atoms.calc.results
 
@@ -129,7 +144,7 @@ class LabeledDataset(orm.Data):
     def from_deepmd_npy(cls, directory: str | pathlib.Path, type_map: t.Sequence[str] | None = None, **kw):
         """Frames of a deepmd/npy system directory, or of a directory of such systems (found by ``type.raw``)."""
         directory = pathlib.Path(directory)
-        roots = sorted({path.parent for path in directory.rglob('type.raw')})
+        roots = npy_system_dirs(directory)
         if not roots:
             raise ValueError(f'no deepmd/npy system (a folder with `type.raw`) found under `{directory}`.')
         return cls([_load_npy_system(root) for root in roots], type_map=type_map, **kw)

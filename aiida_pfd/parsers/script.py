@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import pathlib
 import tempfile
+import typing as t
 
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from ..calculations.script import ERROR_FILE
+from ..data import LabeledDataset
 
 
 class ScriptParser(Parser):
@@ -41,6 +43,19 @@ class ScriptParser(Parser):
             return False
         return True
 
+    def missing_output(self, missing: t.Sequence[str]) -> ExitCode:
+        """The exit code of a script that did not write ``missing``: ``ERROR_SCRIPT_FAILED`` with the last line of the
+        Python traceback in the scheduler's standard error, if there is one, else ``ERROR_MISSING_OUTPUT``."""
+        try:
+            stderr = self.retrieved.base.repository.get_object_content(self.node.get_option('scheduler_stderr'))
+        except (FileNotFoundError, TypeError):
+            stderr = ''
+        if 'Traceback (most recent call last)' in stderr:
+            return self.exit_codes.ERROR_SCRIPT_FAILED.format(message=stderr.strip().splitlines()[-1])
+        tail = self.stdout_tail()
+        message = f'{", ".join(missing)} not found' + (f'; output ends with: {tail}' if tail else '')
+        return self.exit_codes.ERROR_MISSING_OUTPUT.format(message=message)
+
     def stdout_tail(self, lines: int = 5) -> str:
         """The last lines of the script's standard output, for error messages."""
         filename = self.node.get_option('output_filename')
@@ -50,8 +65,8 @@ class ScriptParser(Parser):
             return ''
         return ' | '.join(text.strip().splitlines()[-lines:])
 
-    def copy_folder(self, name: str) -> pathlib.Path:
-        """Copy retrieved folder ``name`` to a temporary directory (removed at interpreter exit) and return it."""
-        target = pathlib.Path(tempfile.mkdtemp(prefix='pfd-parse-'))
-        self.retrieved.base.repository.copy_tree(target, name)
-        return target
+    def read_dataset(self, name: str, type_map: t.Sequence[str]) -> LabeledDataset:
+        """The deepmd/npy systems of retrieved folder ``name`` as a ``pfd.dataset`` with ``type_map``."""
+        with tempfile.TemporaryDirectory() as directory:
+            self.retrieved.base.repository.copy_tree(directory, name)
+            return LabeledDataset.from_deepmd_npy(directory, type_map=list(type_map))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import sys
@@ -29,23 +30,47 @@ def load_frames(directory: str | pathlib.Path):
     """All frames of a folder of deepmd/npy systems, as ASE ``Atoms`` (labels as ``SinglePointCalculator``)."""
     import dpdata
 
+    from aiida_pfd.data.dataset import npy_system_dirs
+
     frames = []
-    for root in sorted({path.parent for path in pathlib.Path(directory).rglob('type.raw')}):
+    for root in npy_system_dirs(directory):
         labelled = any(root.glob('set.*/energy.npy'))
         system = (dpdata.LabeledSystem if labelled else dpdata.System)(str(root), fmt='deepmd/npy')
         frames.extend(system.to('ase/structure'))
     return frames
 
 
+def build_atoms(structure: dict):
+    """ASE ``Atoms`` from an ``input.json`` structure entry (:func:`aiida_pfd.calculations.script.structure_dict`)."""
+    from ase import Atoms
+
+    return Atoms(
+        symbols=structure['symbols'],
+        positions=structure['positions'],
+        cell=structure['cell'],
+        pbc=structure['pbc'],
+        masses=structure.get('masses'),
+    )
+
+
 def write_frames(frames: t.Sequence, directory: str | pathlib.Path, type_map: t.Sequence[str]) -> None:
-    """Write ASE frames as deepmd/npy systems (one folder per atom sequence) under ``directory``."""
+    """Write ASE frames as deepmd/npy systems under ``directory``, in their order.
+
+    Each run of consecutive frames with the same atoms (symbols, periodicity, virial or not) becomes one system
+    ``sys.NNN``, numbered so that the sorted paths give the frame order.
+    """
     from aiida_pfd.data.dataset import systems_from_ase
 
+    def key(atoms):
+        return tuple(atoms.get_chemical_symbols()), tuple(atoms.pbc), 'stress' in getattr(atoms.calc, 'results', {})
+
+    systems = [system for _, run in itertools.groupby(frames, key=key) for system in systems_from_ase(run)]
+    width = max(3, len(str(len(systems) - 1)))
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for index, system in enumerate(systems_from_ase(frames)):
+    for index, system in enumerate(systems):
         system.sort_atom_names(type_map=list(type_map))
-        system.to('deepmd/npy', str(directory / f'sys.{index:03d}'))
+        system.to('deepmd/npy', str(directory / f'sys.{index:0{width}d}'))
 
 
 def get_calculator(model: dict):

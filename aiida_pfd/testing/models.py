@@ -80,11 +80,12 @@ def train_tiny_model(
     workdir: pathlib.Path, frames, type_map: list[str], numb_steps: int = 20
 ) -> dict[str, pathlib.Path]:
     """Train and freeze a tiny se_e2_a model on ``frames``; return ``{'checkpoint': ..., 'frozen': ...}``."""
+    from ..data.dataset import npy_system_dirs
     from ..scripts.common import write_frames
 
     workdir = pathlib.Path(workdir)
     write_frames(frames, workdir / 'data', type_map)
-    systems = sorted(str(p.parent.relative_to(workdir)) for p in (workdir / 'data').rglob('type.raw'))
+    systems = [str(path.relative_to(workdir)) for path in npy_system_dirs(workdir / 'data')]
     (workdir / 'input.json').write_text(json.dumps(tiny_se_e2_a_input(type_map, systems, numb_steps)))
     dp = str(pathlib.Path(sys.executable).parent / 'dp')
     with open(workdir / 'dp.log', 'w') as log:
