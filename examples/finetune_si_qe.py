@@ -60,13 +60,13 @@ def main() -> int:
     )
 
     parameters = {
-        'learning_rate': {'type': 'exp', 'start_lr': 1e-3, 'stop_lr': 1e-5, 'decay_steps': max(args.steps // 10, 1)},
+        'learning_rate': {'type': 'exp', 'start_lr': 1e-3, 'stop_lr': 1e-4, 'decay_steps': max(args.steps // 10, 1)},
         'loss': {
             'type': 'ener',
-            'start_pref_e': 0.2,
-            'limit_pref_e': 20,
-            'start_pref_f': 100,
-            'limit_pref_f': 20,
+            'start_pref_e': 0.02,
+            'limit_pref_e': 1,
+            'start_pref_f': 1000,
+            'limit_pref_f': 1,
             'start_pref_v': 0.0,
             'limit_pref_v': 0.0,
         },
