@@ -7,9 +7,9 @@ Runs ``pfd.deepmd.train`` (``dp --pt train --finetune``) and ``pfd.evaluate`` th
     python examples/finetune_si_qe.py --data ../shared/data/si-qe-workshop \\
         [--foundation DPA-3.1-3M.pt --branch Omat24] [--steps 500]
 
-Without ``--foundation`` it builds the tiny offline multi-task DPA-3 foundation of the test suite (two EMT branches,
-Al and Cu; it never saw Si), which shows the mechanics, not the accuracy of a real universal model. With a
-downloaded checkpoint (``dp pretrained download ...``) pass ``--foundation`` and ``--branch``.
+Without ``--foundation`` it builds an offline multi-task DPA-3 stand-in (two EMT branches, Al and Cu; it never saw
+Si, and its pre-training is a few steps): it shows the mechanics and provenance, not the accuracy of a real universal
+model. With a downloaded checkpoint (``dp pretrained download ...``) pass ``--foundation`` and ``--branch``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,35 @@ from aiida import load_profile, orm
 from aiida.engine import run_get_node
 from aiida.plugins import CalculationFactory
 
+#: DPA-3 sizes of the offline stand-in foundation: `tiny` is the test suite's (4 k parameters); `small` has the
+#: capacity to learn Si (3 layers, angular cutoff past the second neighbour shell).
+STAND_IN_SIZES = {
+    'tiny': {},
+    'small': {
+        'n_dim': 64,
+        'e_dim': 32,
+        'a_dim': 16,
+        'nlayers': 3,
+        'e_sel': 64,
+        'a_rcut': 4.0,
+        'a_rcut_smth': 3.5,
+        'a_sel': 24,
+        'fitting_neuron': [64, 64],
+    },
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', type=pathlib.Path, default=pathlib.Path('../shared/data/si-qe-workshop'))
     parser.add_argument('--foundation', type=pathlib.Path, help='multi-task DeePMD checkpoint (.pt)')
     parser.add_argument('--branch', default='EMT_Cu', help='branch of the checkpoint to fine-tune')
+    parser.add_argument(
+        '--stand-in-size',
+        choices=sorted(STAND_IN_SIZES),
+        default='small',
+        help='size of the offline stand-in foundation built when no --foundation is given',
+    )
     parser.add_argument('--steps', type=int, default=500)
     parser.add_argument('--test-fraction', type=float, default=0.2)
     parser.add_argument('--seed', type=int, default=42)
@@ -47,8 +70,10 @@ def main() -> int:
     if foundation_file is None:
         from aiida_pfd.testing.foundation import build_tiny_multitask_checkpoint
 
-        print('No --foundation given: building the tiny offline multi-task DPA-3 foundation (EMT Al/Cu).')
-        foundation_file = build_tiny_multitask_checkpoint(pathlib.Path(tempfile.mkdtemp(prefix='pfd-foundation-')))
+        print(f'No --foundation given: building a {args.stand_in_size} offline multi-task DPA-3 stand-in (EMT Al/Cu).')
+        foundation_file = build_tiny_multitask_checkpoint(
+            pathlib.Path(tempfile.mkdtemp(prefix='pfd-foundation-')), sizes=STAND_IN_SIZES[args.stand_in_size]
+        )
     foundation = ModelData(foundation_file).store()
     print(f'Foundation {foundation_file.name}: branches {foundation.heads}, type map of {len(foundation.type_map)}')
 

@@ -174,7 +174,7 @@ class LabeledDataset(orm.Data):
 
     def export_deepmd_npy(self, directory: str | pathlib.Path) -> list[pathlib.Path]:
         """Write the deepmd/npy systems into ``directory``; return the system folders."""
-        directory = pathlib.Path(directory)
+        directory = pathlib.Path(directory).absolute()
         directory.mkdir(parents=True, exist_ok=True)
         self.base.repository.copy_tree(directory, SYSTEMS_DIR)
         return [directory / name for name in self.system_names]

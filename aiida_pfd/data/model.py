@@ -9,7 +9,7 @@ import typing as t
 
 from aiida import orm
 
-from ..backends import get_backend
+from ..backends import available_backends, get_backend
 
 
 def sha256_of(path: pathlib.Path) -> str:
@@ -33,11 +33,15 @@ class ModelData(orm.SinglefileData):
         if file is None:
             super().__init__(file, filename=filename, **kwargs)
             return
-        if not isinstance(file, (str, pathlib.Path)):
-            with tempfile.NamedTemporaryFile(delete=False, suffix=pathlib.Path(filename or 'model').suffix) as tmp:
-                tmp.write(file.read())
-            file = tmp.name
-        path = pathlib.Path(file).resolve()
+        if isinstance(file, (str, pathlib.Path)):
+            self._read(pathlib.Path(file).resolve(), model_backend, filename, **kwargs)
+            return
+        with tempfile.TemporaryDirectory() as directory:  # the backend reads a path; the node keeps its own copy
+            path = pathlib.Path(directory) / (filename or 'model')
+            path.write_bytes(file.read())
+            self._read(path, model_backend, filename, **kwargs)
+
+    def _read(self, path: pathlib.Path, model_backend: str, filename: str | None, **kwargs) -> None:
         metadata = get_backend(model_backend).read_metadata(path)
         super().__init__(path, filename=filename or path.name, **kwargs)
         self.base.attributes.set_many(
@@ -50,6 +54,21 @@ class ModelData(orm.SinglefileData):
                 **{key: value for key, value in metadata.extras.items() if value is not None},
             }
         )
+
+    @classmethod
+    def from_shipped(cls, name: str, **kwargs) -> ModelData:
+        """A copy of a universal model shipped inside its Python package, e.g. ``sevennet-0`` (SevenNet-0, 11Jul2024).
+
+        The file is located with the package's own resolver; the node gets the attribute ``shipped_name``. Unknown
+        names raise ``ValueError`` listing the known ones (:func:`shipped_models`).
+        """
+        known = shipped_models()
+        if name not in known:
+            raise ValueError(f'unknown shipped model `{name}`: choose one of {", ".join(sorted(known))}.')
+        backend = get_backend(known[name])
+        node = cls(backend.shipped_path(name), model_backend=backend.name, **kwargs)
+        node.base.attributes.set('shipped_name', name)
+        return node
 
     @property
     def model_backend(self) -> str:
@@ -82,3 +101,8 @@ class ModelData(orm.SinglefileData):
         path = pathlib.Path(directory) / self.filename
         self.base.repository.copy_tree(directory)
         return get_backend(self.model_backend).calculator(path, head=head, device=device)
+
+
+def shipped_models() -> dict[str, str]:
+    """Names of the models that ship inside installed packages, with their backend: ``{'sevennet-0': 'sevenn'}``."""
+    return {name: backend for backend in available_backends() for name in getattr(get_backend(backend), 'shipped', {})}

@@ -19,7 +19,14 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-__all__ = ('BRANCHES', 'build_tiny_multitask_checkpoint', 'dp_command', 'dp_environment', 'tiny_multitask_input')
+__all__ = (
+    'BRANCHES',
+    'build_tiny_multitask_checkpoint',
+    'dp_command',
+    'dp_environment',
+    'run_dp',
+    'tiny_multitask_input',
+)
 
 #: Branch (head) names of the tiny foundation model, and the EMT element each is trained on.
 BRANCHES = {'EMT_Al': 'Al', 'EMT_Cu': 'Cu'}
@@ -84,14 +91,20 @@ def _generate_emt_data(directory: pathlib.Path, element: str, nframes: int, rng)
     return target
 
 
-def tiny_multitask_input(type_map: list[str], systems: dict[str, str], numb_steps: int, seed: int) -> dict:
+def tiny_multitask_input(
+    type_map: list[str], systems: dict[str, str], numb_steps: int, seed: int, sizes: dict | None = None
+) -> dict:
     """Return the ``input.json`` of the tiny multi-task DPA-3 pre-training.
 
     :param type_map: the type map shared by all branches.
     :param systems: mapping of branch name onto its training ``deepmd/npy`` system path (relative to the cwd of dp).
     :param numb_steps: number of training steps.
     :param seed: random seed of descriptor, fitting nets and training.
+    :param sizes: overrides of the DPA-3 ``repflow`` settings (``n_dim``, ``nlayers``, ``a_rcut``...) and
+        ``fitting_neuron`` (the fitting nets' layer widths), for a larger stand-in foundation.
     """
+    sizes = dict(sizes or {})
+    fitting_neuron = sizes.pop('fitting_neuron', [16, 16])
     descriptor = {
         'type': 'dpa3',
         'repflow': {
@@ -111,6 +124,7 @@ def tiny_multitask_input(type_map: list[str], systems: dict[str, str], numb_step
             'update_residual': 0.1,
             'update_residual_init': 'const',
             'smooth_edge_update': True,
+            **sizes,
         },
         'activation_function': 'silu',
         'use_tebd_bias': False,
@@ -126,7 +140,7 @@ def tiny_multitask_input(type_map: list[str], systems: dict[str, str], numb_step
             'type_map': 'type_map',
             'descriptor': 'dpa3_descriptor',
             'fitting_net': {
-                'neuron': [16, 16],
+                'neuron': list(fitting_neuron),
                 'activation_function': 'silu',
                 'resnet_dt': True,
                 'precision': 'float32',
@@ -166,7 +180,7 @@ def tiny_multitask_input(type_map: list[str], systems: dict[str, str], numb_step
     }
 
 
-def _run_dp(args: list[str], workdir: pathlib.Path, log_name: str) -> None:
+def run_dp(args: list[str], workdir: pathlib.Path, log_name: str) -> None:
     """Run ``dp <args>`` in ``workdir``, logging to ``workdir/log_name``; raise ``RuntimeError`` with the log tail."""
     log_path = workdir / log_name
     with log_path.open('w') as handle:
@@ -190,6 +204,7 @@ def build_tiny_multitask_checkpoint(
     type_map: Sequence[str] = ('Al', 'Cu', 'Si'),
     numb_steps: int = 20,
     seed: int = 1,
+    sizes: dict | None = None,
 ) -> pathlib.Path:
     """Train a tiny multi-task DPA-3 model offline and return the path of its checkpoint ``multitask.pt``.
 
@@ -203,6 +218,7 @@ def build_tiny_multitask_checkpoint(
         does) contain elements never seen in training.
     :param numb_steps: number of training steps.
     :param seed: seed of the structure generation, the network initialisation and the training.
+    :param sizes: larger descriptor/fitting sizes, see :func:`tiny_multitask_input`.
     :return: absolute path of ``workdir/multitask.pt``, a real file (not a symlink) holding the final checkpoint.
     :raises RuntimeError: if ``dp --pt train`` fails; the message contains the tail of its log.
     """
@@ -224,10 +240,10 @@ def build_tiny_multitask_checkpoint(
         path = _generate_emt_data(data_dir, element, nframes=12, rng=rng)
         systems[branch] = str(path.relative_to(workdir))
 
-    config = tiny_multitask_input(type_map, systems, numb_steps=numb_steps, seed=seed)
+    config = tiny_multitask_input(type_map, systems, numb_steps=numb_steps, seed=seed, sizes=sizes)
     (workdir / 'input.json').write_text(json.dumps(config, indent=2))
 
-    _run_dp(['--pt', 'train', 'input.json'], workdir, 'train.log')
+    run_dp(['--pt', 'train', 'input.json'], workdir, 'train.log')
 
     checkpoint = workdir / 'model.ckpt.pt'
     if not checkpoint.exists():

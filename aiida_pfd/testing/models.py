@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 
@@ -66,32 +63,18 @@ def tiny_se_e2_a_input(type_map: list[str], systems: list[str], numb_steps: int 
     }
 
 
-def dp_environment() -> dict:
-    """Environment for ``dp`` on a small CPU machine: one thread per operator pool, quiet."""
-    return {
-        **os.environ,
-        'OMP_NUM_THREADS': '1',
-        'DP_INTRA_OP_PARALLELISM_THREADS': '1',
-        'DP_INTER_OP_PARALLELISM_THREADS': '1',
-    }
-
-
 def train_tiny_model(
     workdir: pathlib.Path, frames, type_map: list[str], numb_steps: int = 20
 ) -> dict[str, pathlib.Path]:
     """Train and freeze a tiny se_e2_a model on ``frames``; return ``{'checkpoint': ..., 'frozen': ...}``."""
     from ..data.dataset import npy_system_dirs
     from ..scripts.common import write_frames
+    from .foundation import run_dp
 
     workdir = pathlib.Path(workdir)
     write_frames(frames, workdir / 'data', type_map)
     systems = [str(path.relative_to(workdir)) for path in npy_system_dirs(workdir / 'data')]
     (workdir / 'input.json').write_text(json.dumps(tiny_se_e2_a_input(type_map, systems, numb_steps)))
-    dp = str(pathlib.Path(sys.executable).parent / 'dp')
-    with open(workdir / 'dp.log', 'w') as log:
-        for command in ([dp, '--pt', 'train', 'input.json'], [dp, '--pt', 'freeze', '-o', 'frozen.pth']):
-            result = subprocess.run(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=dp_environment())
-            if result.returncode:
-                tail = (workdir / 'dp.log').read_text()[-2000:]
-                raise RuntimeError(f'`{" ".join(command)}` failed in {workdir}:\n{tail}')
+    run_dp(['--pt', 'train', 'input.json'], workdir, 'train.log')
+    run_dp(['--pt', 'freeze', '-o', 'frozen.pth'], workdir, 'freeze.log')
     return {'checkpoint': (workdir / 'model.ckpt.pt').resolve(), 'frozen': workdir / 'frozen.pth'}
