@@ -88,7 +88,9 @@ def test_finetune_sevennet0(aiida_profile_clean, python_code, sevennet0, si_fram
     assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.get_forces()).all()
 
 
-def test_input_with_validation_set_and_no_virial(aiida_profile_clean, python_code, sevennet0, si_frames, tmp_path):
+def test_input_with_validation_set_and_no_virial(
+    aiida_profile_clean, python_code, sevennet0, si_frames, tmp_path, monkeypatch
+):
     """Dry run: sevenn's input.yaml and the extxyz data files the job writes."""
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read
@@ -107,6 +109,7 @@ def test_input_with_validation_set_and_no_virial(aiida_profile_clean, python_cod
     builder = builder_for(python_code, sevennet0, training, validation, parameters)
     builder.metadata.dry_run = True
     builder.metadata.options.submit_script_filename = 'job.sh'
+    monkeypatch.chdir(tmp_path)  # a dry run writes its folder under the working directory
     _, node = run_get_node(builder)
 
     folder = node.dry_run_info['folder']
