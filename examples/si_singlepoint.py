@@ -11,27 +11,13 @@ The 2-atom diamond cell has one atom displaced by 0.05 Å along x, so the forces
 from __future__ import annotations
 
 import argparse
-import time
-
 import numpy as np
 from aiida import load_profile, orm
 from aiida.engine import submit
 from ase.build import bulk
 
+from aiida_pfd.progress import follow
 from aiida_pfd.workflows.labelling.quantumespresso import get_pw_builder
-
-
-def wait_for(node: orm.ProcessNode, poll: float = 2.0) -> None:
-    """Print a status line whenever the process state changes, until the process terminates."""
-    last = None
-    while not node.is_terminated:
-        state = node.process_state.value if node.process_state else 'created'
-        children = ', '.join(f'{c.process_label}<{c.pk}> {c.process_state.value}' for c in node.called)
-        line = f'  {node.process_label}<{node.pk}> {state}' + (f' ({children})' if children else '')
-        if line != last:
-            print(line, flush=True)
-            last = line
-        time.sleep(poll)
 
 
 def main() -> int:
@@ -49,7 +35,7 @@ def main() -> int:
     builder = get_pw_builder(orm.load_code(args.code), structure, protocol=args.protocol)
     node = submit(builder)
     print(f'Submitted PwBaseWorkChain<{node.pk}> to the daemon; follow it with `verdi process status {node.pk}`.')
-    wait_for(node)
+    follow(node, poll=2)
 
     if not node.is_finished_ok:
         print(f'PwBaseWorkChain<{node.pk}> failed with exit status {node.exit_status}: {node.exit_message}')
