@@ -11,6 +11,7 @@ The 2-atom diamond cell has one atom displaced by 0.05 Å along x, so the forces
 from __future__ import annotations
 
 import argparse
+
 import numpy as np
 from aiida import load_profile, orm
 from aiida.engine import submit
