@@ -331,11 +331,17 @@ def semantic_name(column: str) -> tuple[str, str | None]:
 
 
 def metrics_of_row(columns: list[str], row) -> tuple[dict, dict]:
-    """One ``lc.csv`` row as ``{semantic name: value}`` plus ``{metric family: unit}`` (e.g. ``rmse_f: eV/Å``)."""
+    """One ``lc.csv`` row as ``{semantic name: value}`` plus ``{metric family: unit}`` (e.g. ``rmse_f: eV/Å``).
+
+    A value that is not finite (e.g. validation errors without validation frames) becomes ``None``.
+    """
+    import math
+
     values, units = {}, {}
     for column, value in zip(columns, row):
         name, unit = semantic_name(column)
-        values[name] = int(value) if name == 'epoch' else float(value)
+        value = float(value)
+        values[name] = int(value) if name == 'epoch' else (value if math.isfinite(value) else None)
         if unit:
             units[name.rsplit('_', 1)[0]] = unit
     return values, units

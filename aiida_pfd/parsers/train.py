@@ -47,7 +47,8 @@ class DeepmdTrainParser(Parser):
         if not finite.all():
             return self.exit_codes.ERROR_NON_FINITE_LOSS.format(step=int(values[np.argmin(finite), 0]))
         last = values[-1]
-        metrics = {column: float(last[index]) for index, column in enumerate(columns)}
+        # No validation data gives NaN validation columns: stored as None (the database takes no NaN).
+        metrics = {column: float(v) if np.isfinite(v) else None for column, v in zip(columns, last)}
         metrics['step'] = int(metrics['step'])
         metrics['units'] = {'rmse_e': 'eV/atom', 'rmse_f': 'eV/Å', 'rmse_v': 'eV/atom'}
         self.out('metrics', orm.Dict(metrics))

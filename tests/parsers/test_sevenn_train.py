@@ -67,3 +67,15 @@ def test_unreadable_checkpoint(aiida_profile_clean, parse_retrieved):
     _, calcfunction = parse_retrieved('pfd.sevenn.train', FIXTURES / 'ok', {'checkpoint_best.pth': b'not a model'})
     assert calcfunction.exit_status == 311
     assert 'not a PyTorch archive' in calcfunction.exit_message
+
+
+def test_validation_errors_without_validation_frames_are_none(aiida_profile_clean, parse_retrieved, checkpoint):
+    lines = (FIXTURES / 'ok' / 'lc.csv').read_text().splitlines()
+    nan_valid = [lines[0]] + [','.join(row.split(',')[:5] + ['nan'] * 3) for row in lines[1:]]
+    files = {'lc.csv': '\n'.join(nan_valid).encode(), 'checkpoint_2.pth': checkpoint}
+    folder = {name: FIXTURES / 'ok' / name for name in ('log.sevenn', 'sevenn.out')}
+    results, calcfunction = parse_retrieved('pfd.sevenn.train', files={**folder, **files})
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    metrics = results['metrics'].get_dict()
+    assert metrics['rmse_f_val'] is None
+    assert metrics['rmse_f_trn'] == pytest.approx(0.234257)

@@ -44,3 +44,12 @@ def test_unreadable_model(aiida_profile_clean, parse_retrieved, tiny_model_files
     _, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'ok', files)
     assert calcfunction.exit_status == 311
     assert 'not a PyTorch archive' in calcfunction.exit_message
+
+
+def test_validation_columns_without_reference_data_are_none(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    files = {'frozen_model.pth': tiny_model_files['frozen'], 'model.ckpt-48.pt': tiny_model_files['checkpoint']}
+    results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'nan_validation', files)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    metrics = results['metrics'].get_dict()
+    assert metrics['rmse_f_val'] is None
+    assert metrics['rmse_f_trn'] == pytest.approx(0.323)
