@@ -11,6 +11,7 @@ from aiida.parsers import Parser
 
 from ..backends import sevenn
 from ..data import ModelData
+from .curves import first_non_finite, learning_curve
 
 _CHECKPOINT = re.compile(r'checkpoint_(\d+)\.pth')
 _EXCEPTION = re.compile(r'^[\w.]*(Error|Exception|Interrupt)(: .*)?$', re.MULTILINE)
@@ -47,16 +48,12 @@ class SevennTrainParser(Parser):
             columns, values = sevenn.read_learning_curve(read(sevenn.LEARNING_CURVE))
         except ValueError as exception:
             return self.exit_codes.ERROR_INVALID_LEARNING_CURVE.format(message=str(exception))
-        curve = orm.ArrayData()
-        for index, column in enumerate(columns):
-            curve.set_array(column, values[:, index])
-        curve.base.attributes.set('columns', columns)
-        self.out('learning_curve', curve)
+        self.out('learning_curve', learning_curve(columns, values))
 
         training = [index for index, column in enumerate(columns) if column.startswith('trainset_')]
-        finite = np.isfinite(values[:, training]).all(axis=1)
-        if not finite.all():
-            return self.exit_codes.ERROR_NON_FINITE_LOSS.format(epoch=int(values[np.argmin(finite), 0]))
+        row = first_non_finite(values, training)
+        if row is not None:
+            return self.exit_codes.ERROR_NON_FINITE_LOSS.format(epoch=int(values[row, 0]))
         if failure:  # crashed after some epochs
             return self.exit_codes.ERROR_TRAINING_FAILED.format(message=failure)
 

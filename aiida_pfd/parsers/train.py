@@ -11,6 +11,7 @@ from aiida.parsers import Parser
 from ..backends import deepmd
 from ..calculations.train import FREEZE_LOG
 from ..data import ModelData
+from .curves import first_non_finite, learning_curve
 
 
 def _tail(text: str, lines: int = 4) -> str:
@@ -35,17 +36,13 @@ class DeepmdTrainParser(Parser):
             columns, values = deepmd.read_lcurve(repository.get_object_content(deepmd.LCURVE))
         except ValueError as exception:
             return self.exit_codes.ERROR_INVALID_LCURVE.format(message=str(exception))
-        curve = orm.ArrayData()
-        for index, column in enumerate(columns):
-            curve.set_array(column, values[:, index])
-        curve.base.attributes.set('columns', columns)
-        self.out('learning_curve', curve)
+        self.out('learning_curve', learning_curve(columns, values))
 
         # Validation columns may be NaN by design (no reference data); the training loss never may.
         loss_columns = [index for index, column in enumerate(columns) if column.startswith('rmse_trn')]
-        finite = np.isfinite(values[:, loss_columns]).all(axis=1)
-        if not finite.all():
-            return self.exit_codes.ERROR_NON_FINITE_LOSS.format(step=int(values[np.argmin(finite), 0]))
+        row = first_non_finite(values, loss_columns)
+        if row is not None:
+            return self.exit_codes.ERROR_NON_FINITE_LOSS.format(step=int(values[row, 0]))
         last = values[-1]
         # No validation data gives NaN validation columns: stored as None (the database takes no NaN).
         metrics = {column: float(v) if np.isfinite(v) else None for column, v in zip(columns, last)}
