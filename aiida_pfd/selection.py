@@ -3,7 +3,8 @@
 * :func:`perturb_structure`: random cell strain and atom displacements of a structure (dpdata's ``perturb``).
 * :func:`select_candidates`: before DFT, drop unphysical frames (atoms closer than ``min_distance``) and pick at most
   ``max_frames`` diverse ones, at random (seeded) or by greatest entropy gain (QUESTS descriptors).
-* :func:`select_by_error`: after DFT, keep the frames whose max-atom force error lies in the band [lower, upper].
+* :func:`classify_by_error` / :func:`select_by_error`: after DFT, keep the frames whose max-atom force error lies in
+  the band [lower, upper] (indices only, or the split datasets).
 * :func:`is_converged`: the loop's stopping rule.
 """
 
@@ -127,22 +128,39 @@ def select_candidates(candidates: LabeledDataset, parameters: orm.Dict, **refere
     return outputs
 
 
+def error_band_groups(errors, lower: float, upper: float) -> dict[str, np.ndarray]:
+    """Frame indices by max-atom force error (eV/Å): ``added`` in [lower, upper], ``accurate`` below ``lower``,
+    ``unphysical`` above ``upper`` or not finite."""
+    errors = np.asarray(errors, dtype=float)
+    return {
+        'added': np.flatnonzero((errors >= lower) & (errors <= upper)),
+        'accurate': np.flatnonzero(errors < lower),
+        'unphysical': np.flatnonzero(~(errors <= upper)),  # NaN counts as unphysical
+    }
+
+
+@calcfunction
+def classify_by_error(max_force_error: orm.ArrayData, band: orm.Dict) -> orm.Dict:
+    """Which fresh DFT frames to add (``added_indices``), and which are ``accurate`` or ``unphysical``.
+
+    The PFD loop merges the kept one-frame datasets itself, so the training set descends only from those frames.
+    """
+    groups = error_band_groups(max_force_error.get_array('max_force_error'), band['lower'], band['upper'])
+    return orm.Dict({f'{name}_indices': [int(i) for i in indices] for name, indices in groups.items()})
+
+
 @calcfunction
 def select_by_error(dataset: LabeledDataset, max_force_error: orm.ArrayData, band: orm.Dict) -> dict:
     """Split DFT-labelled ``dataset`` by the model's max-atom force error (eV/Å, array ``max_force_error``).
 
     Frames with error < ``lower`` are ``accurate`` (the model knows them already), frames with error > ``upper``
-    ``unphysical`` (dropped), the rest ``added`` to the training set. Empty outputs are left out; ``report`` always.
+    (or not finite) ``unphysical`` (dropped), the rest ``added``. Empty outputs are left out; ``report`` always.
     """
     lower, upper = band['lower'], band['upper']
     errors = np.asarray(max_force_error.get_array('max_force_error'), dtype=float)
     if errors.shape != (dataset.n_frames,):
         raise ValueError(f'{errors.size} force errors for a dataset of {dataset.n_frames} frames.')
-    groups = {
-        'added': np.flatnonzero((errors >= lower) & (errors <= upper)),
-        'accurate': np.flatnonzero(errors < lower),
-        'unphysical': np.flatnonzero(errors > upper),
-    }
+    groups = error_band_groups(errors, lower, upper)
     outputs = {
         'report': orm.Dict(
             {

@@ -10,6 +10,7 @@ from ase.build import bulk
 
 from aiida_pfd.data import LabeledDataset
 from aiida_pfd.selection import (
+    classify_by_error,
     is_converged,
     min_interatomic_distance,
     perturb_structure,
@@ -128,3 +129,9 @@ def test_convergence_decision(metrics, targets, expected):
     converged, reason = is_converged(metrics, targets)
     assert converged is expected
     assert 'force_rmse' in reason
+
+
+def test_non_finite_force_error_counts_as_unphysical(aiida_profile_clean):
+    errors = orm.ArrayData({'max_force_error': np.array([0.5, np.nan, 0.01])})
+    report = classify_by_error(errors, orm.Dict({'lower': 0.1, 'upper': 1.0})).get_dict()
+    assert report == {'added_indices': [0], 'accurate_indices': [2], 'unphysical_indices': [1]}

@@ -24,7 +24,7 @@ from ..backends import get_backend
 from ..data import LabeledDataset, ModelData
 from ..data.operations import merge_datasets
 from ..protocols import get_protocol
-from ..selection import DIVERSITY_METHODS, is_converged, perturb_structure, select_candidates
+from ..selection import DIVERSITY_METHODS, classify_by_error, is_converged, perturb_structure, select_candidates
 from .labelling import ADAPTORS
 
 AseMdCalculation = CalculationFactory('pfd.md.ase')
@@ -37,19 +37,6 @@ INIT_FROM = ('foundation', 'previous')
 def split_into_structures(dataset: LabeledDataset) -> dict:
     """One ``StructureData`` per frame of ``dataset`` (``frame_0000``, ...), to be labelled one by one."""
     return {f'frame_{index:04d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(dataset.to_ase())}
-
-
-@calcfunction
-def classify_by_error(max_force_error: orm.ArrayData, band: orm.Dict) -> orm.Dict:
-    """Which fresh DFT frames to add: max-atom force error (eV/Å) in [lower, upper] (the rest: accurate/unphysical)."""
-    errors = np.asarray(max_force_error.get_array('max_force_error'), dtype=float)
-    lower, upper = band['lower'], band['upper']
-    groups = {
-        'added': np.flatnonzero((errors >= lower) & (errors <= upper)),
-        'accurate': np.flatnonzero(errors < lower),
-        'unphysical': np.flatnonzero(~(errors <= upper)),  # NaN counts as unphysical
-    }
-    return orm.Dict({f'{name}_indices': [int(i) for i in indices] for name, indices in groups.items()})
 
 
 @calcfunction
@@ -318,7 +305,6 @@ class PFDWorkChain(WorkChain):
                 f'{len(frames) + len(failures)} failed ({", ".join(failures)})',
             )
         self.ctx.training_frames = frames
-        self.ctx.initial_failures = len(failures)
         self.ctx.training_set = merge_datasets(**self._frame_kwargs(frames))
         self.report(f'{len(frames)} initial DFT frames labelled, {len(failures)} failed')
 
@@ -497,9 +483,8 @@ class PFDWorkChain(WorkChain):
     # -- helpers --------------------------------------------------------------------------------------------------
 
     def _submit_labels(self, structures: dict, prefix: str):
-        self.ctx.label_names = sorted(structures)
         jobs = {}
-        for index, name in enumerate(self.ctx.label_names):
+        for index, name in enumerate(sorted(structures)):
             inputs = self.ctx.adaptor.get_inputs(self, structures[name], f'{prefix}_{index}')
             jobs[f'dft_{index:04d}'] = self.submit(self.ctx.adaptor.process_class, **inputs)
         self.report(f'submitted {len(jobs)} DFT calculation(s)')
