@@ -38,8 +38,10 @@ venv: $(VENV)/.installed
 setup: install
 	$(BIN)/aiida-pfd setup --profile-name $(PROFILE)
 
+# The daemon is restarted so that it runs the code just installed; processes in flight resume.
 demo: setup
-	$(BIN)/python examples/si_singlepoint.py --profile $(PROFILE)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/verdi -p $(PROFILE) daemon restart
+	$(BIN)/python examples/pfd_si.py --profile $(PROFILE)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -54,6 +54,15 @@ class Backend(abc.ABC):
         """
         raise NotImplementedError(f'the {self.name} backend cannot fine-tune models.')
 
+    #: Whether fine-tuning leaves the foundation's per-element energy zero where it is. DeePMD's ``--finetune`` refits
+    #: the output bias to the training data itself; a family that does not must implement :meth:`shift_energy`, and
+    #: the PFD workchain aligns the foundation to the first DFT frames before fine-tuning.
+    needs_energy_alignment: t.ClassVar[bool] = False
+
+    def shift_energy(self, path: pathlib.Path, offsets: dict[str, float], target: pathlib.Path) -> None:
+        """Write to ``target`` the model ``path`` with ``offsets[element]`` (eV) added to each atom's energy."""
+        raise NotImplementedError(f'the {self.name} backend cannot shift its energy zero.')
+
     @abc.abstractmethod
     def calculator(self, path: pathlib.Path, head: str | None = None, device: str | None = None) -> Calculator:
         """Return an ASE calculator for model file ``path`` (multi-task branch ``head``) on ``device``."""

@@ -44,6 +44,7 @@ class SevennBackend(Backend):
 
     train_process = 'pfd.sevenn.train'
     train_code = 'python'
+    needs_energy_alignment = True
 
     def finetune_inputs(self, *, code, foundation, training_set, parameters, model_branch=None, options=None) -> dict:
         """``pfd.sevenn.train`` inputs; ``parameters`` are sevenn's own config sections (``train``, ``data``...)."""
@@ -91,6 +92,43 @@ class SevennBackend(Backend):
                 '(pair_style e3gnn); use its checkpoint (.pth) for ASE.'
             )
         return SevenNetCalculator(model=str(path), file_type='checkpoint', device=device or 'auto', modal=head)
+
+    def shift_energy(self, path: pathlib.Path, offsets: dict[str, float], target: pathlib.Path) -> None:
+        """Add ``offsets`` (eV per atom of each element) to the checkpoint's species-wise energy shift.
+
+        SevenNet's atomic energy is ``scale * output + shift``; SevenNet-0 has a shift per species (MPtrj's energy
+        zero), which a DFT code with other pseudopotentials puts tens of eV per atom elsewhere. The shift lives in
+        ``model_state_dict['rescale_atomic_energy.shift']`` and in the config (``shift``, ``shift_cp``).
+        """
+        import numpy as np
+        import torch
+
+        state = torch.load(path, map_location='cpu', weights_only=False)
+        if _is_torchscript(path) or 'model_state_dict' not in state:
+            raise ValueError(f'`{pathlib.Path(path).name}` is not a sevenn checkpoint: cannot shift its energy.')
+        config = state['config']
+        species = list(config['chemical_species'])
+        unknown = sorted(set(offsets) - set(species))
+        if unknown:
+            raise ValueError(f'the model has no species {unknown}.')
+        if not config.get('use_species_wise_shift_scale'):
+            raise ValueError('the model has one energy shift for all species: it cannot take per-element offsets.')
+        key = 'rescale_atomic_energy.shift'
+        shift = state['model_state_dict'][key].clone()
+        for element, offset in offsets.items():
+            shift[species.index(element)] += float(offset)
+        state['model_state_dict'][key] = shift
+        for name in ('shift', 'shift_cp'):
+            if name in config:
+                values = np.array(config[name], dtype=np.float64)
+                for element, offset in offsets.items():
+                    values[species.index(element)] += float(offset)
+                config[name] = (
+                    values.astype(np.asarray(config[name]).dtype)
+                    if hasattr(config[name], 'dtype')
+                    else (values.tolist())
+                )
+        torch.save(state, target)
 
     def shipped_path(self, name: str) -> pathlib.Path:
         """Path of the shipped model ``name`` (a key of :data:`SHIPPED`) inside the installed ``sevenn``."""

@@ -2,11 +2,13 @@
 
 Outline::
 
-    setup → perturb → label_initial (DFT) → collect → finetune →
+    setup → perturb → label_initial (DFT) → collect →
+    if_(the foundation's family does not refit its energy zero): evaluate_foundation → align_foundation →
+    finetune →
     while_(not converged and iteration < max_iterations):
         explore → select_candidates → label (DFT) → evaluate → check_convergence →
         if_(not converged): add_frames → finetune
-    → final_evaluation → results
+    → final_evaluation → if_(distill given): distill (DistillWorkChain on the fine-tuned model) → results
 
 Every DFT frame is its own one-frame ``pfd.dataset`` made by a calcfunction from its DFT run, and the training set is
 merged from exactly the frames trained on, so the provenance graph leads from the model to the DFT runs behind it and
@@ -17,17 +19,20 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
+from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida.plugins import CalculationFactory
 
 from ..backends import get_backend
 from ..data import LabeledDataset, ModelData
+from ..data.alignment import fit_energy_offsets, shift_model_energy
 from ..data.operations import merge_datasets
 from ..protocols import get_protocol
 from ..selection import DIVERSITY_METHODS, classify_by_error, is_converged, perturb_structure, select_candidates
+from .distill import DistillWorkChain, distill_preset
+from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
 from .labelling import ADAPTORS
 
-AseMdCalculation = CalculationFactory('pfd.md.ase')
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
 
 INIT_FROM = ('foundation', 'previous')
@@ -43,18 +48,6 @@ def split_into_structures(dataset: LabeledDataset) -> dict:
 def assemble_history(iterations: orm.List, **metrics: orm.Dict) -> orm.Dict:
     """The loop's history: one entry per iteration (the evaluation metrics it used are linked as inputs)."""
     return orm.Dict({'iterations': iterations.get_list(), 'n_iterations': len(iterations.get_list())})
-
-
-def validate_exploration(value, _=None) -> str | None:
-    """``exploration``: ``{'stages': [[task group, ...], ...]}``; each task group is ``pfd.md.ase`` parameters plus
-    an optional ``structures`` list of names."""
-    stages = value.get('stages') if value is not None else None
-    if not stages or not all(isinstance(stage, list) and stage for stage in stages):
-        return 'exploration: give `stages`, a non-empty list of non-empty lists of task groups.'
-    for index, group in enumerate(group for stage in stages for group in stage):
-        if not isinstance(group, dict) or 'temperatures' not in group or 'nsteps' not in group:
-            return f'exploration: task group {index} needs at least `temperatures` and `nsteps`.'
-    return None
 
 
 def validate_selection(value, _=None) -> str | None:
@@ -111,13 +104,11 @@ def validate_inputs(inputs, _=None) -> str | None:
         if branch is not None and branch.value not in foundation.heads:
             return f'model_branch: `{branch.value}` is not a branch of the foundation ({foundation.heads}).'
 
-    exploration = inputs.get('exploration')
-    if exploration is not None:
-        for stage in exploration.get('stages', []):
-            for group in stage:
-                unknown = set(group.get('structures', [])) - set(structures)
-                if unknown:
-                    return f'exploration: task group names unknown structures {sorted(unknown)}.'
+    if inputs.get('distill') and 'dp' not in inputs.get('codes', {}):
+        return 'codes.dp: distillation trains a DeePMD student; give the `dp` code.'
+    unknown = unknown_structures(inputs.get('exploration'), structures)
+    if unknown:
+        return f'exploration: task group names unknown structures {unknown}.'
     return None
 
 
@@ -158,7 +149,8 @@ class PFDWorkChain(WorkChain):
             valid_type=orm.Dict,
             validator=validate_training,
             help="`parameters` (the family's training settings), `init_from` (foundation|previous), "
-            '`old_data_fraction` (with previous).',
+            '`old_data_fraction` (with previous), `align_energy` (default true: for a family whose fine-tuning keeps '
+            "the foundation's energy zero, shift it per element onto the initial DFT frames first).",
         )
         spec.input(
             'convergence',
@@ -172,6 +164,17 @@ class PFDWorkChain(WorkChain):
             required=False,
             help='`metadata.options` per job kind: {"train": {...}, "md": {...}, "evaluate": {...}}.',
         )
+        spec.expose_inputs(
+            DistillWorkChain,
+            namespace='distill',
+            exclude=('teacher', 'teacher_head', 'structures', 'codes', 'reference_set'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'Distil the fine-tuned model at the end (DistillWorkChain inputs; the teacher, structures and '
+                "codes are this workchain's, the DFT test set is the reference).",
+            },
+        )
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -179,6 +182,10 @@ class PFDWorkChain(WorkChain):
             cls.perturb,
             cls.label_initial,
             cls.collect,
+            if_(cls.should_align_energy)(
+                cls.evaluate_foundation,
+                cls.align_foundation,
+            ),
             cls.finetune,
             cls.inspect_finetune,
             while_(cls.should_iterate)(
@@ -194,15 +201,25 @@ class PFDWorkChain(WorkChain):
                 ),
             ),
             cls.final_evaluation,
+            if_(cls.should_distill)(
+                cls.distill,
+            ),
             cls.results,
         )
 
         spec.output('model', valid_type=ModelData, required=False, help='The fine-tuned model for inference.')
         spec.output('checkpoint', valid_type=ModelData, required=False, help='The fine-tuned checkpoint.')
+        spec.output(
+            'aligned_foundation',
+            valid_type=ModelData,
+            required=False,
+            help='The foundation with its energy zero shifted onto the DFT code (when aligned).',
+        )
         spec.output('training_set', valid_type=LabeledDataset, required=False, help='All DFT frames trained on.')
         spec.output('test_set', valid_type=LabeledDataset, required=False, help='DFT frames never trained on.')
         spec.output('history', valid_type=orm.Dict, required=False, help='Per iteration: counts, RMSEs, decision.')
         spec.output('metrics', valid_type=orm.Dict, required=False, help='Final model vs the test set.')
+        spec.expose_outputs(DistillWorkChain, namespace='distill', namespace_options={'required': False})
 
         spec.exit_code(400, 'ERROR_NOT_CONVERGED', message='Not converged after {iterations} iterations; outputs kept.')
         spec.exit_code(401, 'ERROR_DFT_FAILURES', message='Fewer than half of the DFT labels succeeded: {message}')
@@ -210,6 +227,7 @@ class PFDWorkChain(WorkChain):
         spec.exit_code(403, 'ERROR_TRAINING_FAILED', message='Fine-tuning failed: {message}')
         spec.exit_code(404, 'ERROR_EXPLORATION_FAILED', message='Every exploration job failed: {message}')
         spec.exit_code(405, 'ERROR_EVALUATION_FAILED', message='The model evaluation failed: {message}')
+        spec.exit_code(406, 'ERROR_DISTILLATION_FAILED', message='The distillation failed: {message}')
 
     @classmethod
     def get_builder_from_protocol(
@@ -221,6 +239,7 @@ class PFDWorkChain(WorkChain):
         overrides: dict | None = None,
         model_branch: str | None = None,
         dft_overrides: dict | None = None,
+        distill: dict | None = None,
     ):
         """A builder from the presets of ``protocols/pfd.yaml`` (``fast``, ``balanced``, ``stringent``).
 
@@ -229,6 +248,8 @@ class PFDWorkChain(WorkChain):
         :param overrides: replaces top-level entries of the preset (``perturbation``, ``exploration``, ``selection``,
             ``training``, ``convergence``); ``training.parameters`` is the foundation family's settings.
         :param dft_overrides: aiida-quantumespresso overrides for the DFT labels (on top of the preset's DFT protocol).
+        :param distill: distil the fine-tuned model at the end: ``{'protocol': ..., 'overrides': ..., 'student':
+            'se_e2_a'}`` for ``protocols/distill.yaml`` (``{}``: the default preset).
         """
         from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
@@ -265,6 +286,16 @@ class PFDWorkChain(WorkChain):
         dft.kpoints_distance = pw.kpoints_distance
         dft.kpoints_force_parity = pw.kpoints_force_parity
         dft.max_iterations = pw.max_iterations
+        if distill is not None:
+            settings = distill_preset(
+                distill.get('protocol'), distill.get('overrides'), distill.get('student', 'se_e2_a')
+            )
+            builder.distill.exploration = orm.Dict(settings['exploration'])
+            builder.distill.n_frames = orm.Int(settings['n_frames'])
+            builder.distill.test_fraction = orm.Float(settings['test_fraction'])
+            builder.distill.student = orm.Dict(settings['student'])
+            if settings.get('speed'):
+                builder.distill.speed = orm.Dict(settings['speed'])
         return builder
 
     # -- steps ----------------------------------------------------------------------------------------------------
@@ -277,6 +308,7 @@ class PFDWorkChain(WorkChain):
         self.ctx.training_frames = []  # one-frame datasets, in the order they were added
         self.ctx.test_frames = []
         self.ctx.metric_nodes = {}
+        self.ctx.foundation = self.inputs.foundation_model
         self.ctx.model = None
         self.ctx.checkpoint = None
         self.ctx.training_set = None
@@ -308,6 +340,36 @@ class PFDWorkChain(WorkChain):
         self.ctx.training_set = merge_datasets(**self._frame_kwargs(frames))
         self.report(f'{len(frames)} initial DFT frames labelled, {len(failures)} failed')
 
+    def should_align_energy(self):
+        backend = get_backend(self.inputs.foundation_model.model_backend)
+        return backend.needs_energy_alignment and self.inputs.training.get('align_energy', True)
+
+    def evaluate_foundation(self):
+        """Zero-shot errors of the foundation on the initial DFT frames."""
+        node = self._submit_evaluation(self.ctx.training_set, 'evaluate_foundation', model=self.inputs.foundation_model)
+        return ToContext(foundation_evaluation=node)
+
+    def align_foundation(self):
+        """Shift the foundation's per-element energy zero onto the DFT code's (least squares on the first frames)."""
+        node = self.ctx.foundation_evaluation
+        if not node.is_finished_ok:
+            return self._stop(
+                self.exit_codes.ERROR_EVALUATION_FAILED,
+                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
+            )
+        metrics = node.outputs.metrics
+        self.ctx.metric_nodes['foundation'] = metrics
+        alignment = fit_energy_offsets(node.outputs.errors, self.ctx.training_set)
+        self.ctx.foundation = shift_model_energy(self.inputs.foundation_model, alignment)
+        self.ctx.alignment = alignment
+        offsets = ', '.join(f'{element} {value:+.4f}' for element, value in alignment['offsets'].items())
+        self.report(
+            f'foundation zero-shot on {metrics["n_frames"]} DFT frames: force RMSE {metrics["force_rmse"]:.4f} eV/Å, '
+            f'energy RMSE {metrics["energy_rmse_per_atom"]:.4f} eV/atom; energy zero shifted by {offsets} eV/atom '
+            f'(residual {alignment["residual_energy_rmse_per_atom"] * 1000:.2f} meV/atom)'
+        )
+        return None
+
     def finetune(self):
         backend = get_backend(self.inputs.foundation_model.model_backend)
         training = self.inputs.training.get_dict()
@@ -316,7 +378,7 @@ class PFDWorkChain(WorkChain):
             foundation, branch = self.ctx.checkpoint, None
             training_set = self._previous_plus_new(training.get('old_data_fraction', 1.0))
         else:
-            foundation = self.inputs.foundation_model
+            foundation = self.ctx.foundation
             branch = self.inputs.model_branch.value if 'model_branch' in self.inputs else None
             training_set = self.ctx.training_set
         inputs = backend.finetune_inputs(
@@ -355,19 +417,15 @@ class PFDWorkChain(WorkChain):
         stage = stages[min(self.ctx.iteration, len(stages)) - 1]
         jobs = {}
         for index, group in enumerate(stage):
-            parameters = {key: value for key, value in group.items() if key != 'structures'}
-            parameters.setdefault('seed', self.ctx.iteration)
-            names = group.get('structures') or sorted(self.inputs.structures)
-            inputs = {
-                'code': self.inputs.codes['python'],
-                'model': self.ctx.model,
-                'structures': {name: self.inputs.structures[name] for name in names},
-                'parameters': orm.Dict(parameters),
-                'metadata': {
-                    'call_link_label': f'explore_{self.ctx.iteration}_{index}',
-                    'options': self._options('md'),
-                },
-            }
+            inputs = md_inputs(
+                group,
+                self.inputs.structures,
+                self.ctx.model,
+                self.inputs.codes['python'],
+                seed=self.ctx.iteration,
+                label=f'explore_{self.ctx.iteration}_{index}',
+                options=self._options('md'),
+            )
             jobs[f'md_{index}'] = self.submit(AseMdCalculation, **inputs)
         self.report(f'iteration {self.ctx.iteration}: exploring with {len(jobs)} MD job(s)')
         return ToContext(**jobs)
@@ -466,6 +524,22 @@ class PFDWorkChain(WorkChain):
         self.ctx.test_set = merge_datasets(**self._frame_kwargs(self.ctx.test_frames))
         return ToContext(final=self._submit_evaluation(self.ctx.test_set, 'evaluate_final'))
 
+    def should_distill(self):
+        return bool(self.inputs.get('distill')) and self.ctx.model is not None
+
+    def distill(self):
+        """Distil the fine-tuned model; its DFT test set (frames never trained on) is the reference."""
+        inputs = AttributeDict(self.exposed_inputs(DistillWorkChain, namespace='distill'))
+        inputs.teacher = self.ctx.model
+        inputs.structures = dict(self.inputs.structures)
+        inputs.codes = {key: self.inputs.codes[key] for key in ('python', 'dp')}
+        if self.ctx.test_frames:
+            inputs.reference_set = self.ctx.test_set
+        inputs.metadata = {'call_link_label': 'distill'}
+        node = self.submit(DistillWorkChain, **inputs)
+        self.report(f'distilling the fine-tuned model: {node.process_label}<{node.pk}>')
+        return ToContext(distillation=node)
+
     def results(self):
         self._attach_outputs()
         if 'final' in self.ctx and self.ctx.final.is_finished_ok:
@@ -476,6 +550,13 @@ class PFDWorkChain(WorkChain):
                 f'{metrics["force_rmse"]:.4f} eV/Å, energy RMSE {metrics["energy_rmse_per_atom"] * 1000:.2f} '
                 'meV/atom'
             )
+        if 'distillation' in self.ctx:
+            node = self.ctx.distillation
+            self.out_many(self.exposed_outputs(node, DistillWorkChain, namespace='distill'))
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_DISTILLATION_FAILED.format(
+                    message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+                )
         if not self.ctx.converged:
             return self.exit_codes.ERROR_NOT_CONVERGED.format(iterations=self.ctx.iteration)
         return None
@@ -502,10 +583,10 @@ class PFDWorkChain(WorkChain):
             del self.ctx[key]
         return frames, failures
 
-    def _submit_evaluation(self, reference: LabeledDataset, label: str):
+    def _submit_evaluation(self, reference: LabeledDataset, label: str, model: ModelData | None = None):
         inputs = {
             'code': self.inputs.codes['python'],
-            'model': self.ctx.model,
+            'model': model or self.ctx.model,
             'reference': reference,
             'metadata': {'call_link_label': label, 'options': self._options('evaluate')},
         }
@@ -533,6 +614,8 @@ class PFDWorkChain(WorkChain):
         if self.ctx.model is not None:
             self.out('model', self.ctx.model)
             self.out('checkpoint', self.ctx.checkpoint)
+        if self.ctx.foundation.pk != self.inputs.foundation_model.pk:
+            self.out('aligned_foundation', self.ctx.foundation)
         if self.ctx.training_set is not None:
             self.out('training_set', self.ctx.training_set)
         if self.ctx.test_frames:

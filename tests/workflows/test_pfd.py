@@ -32,6 +32,23 @@ def tiny_overrides(max_iterations=2):
     }
 
 
+TINY_DISTILL = {
+    'protocol': 'fast',
+    'overrides': {
+        'exploration': {
+            'stages': [[{'ensemble': 'nvt', 'temperatures': [600], 'nsteps': 16, 'timestep': 2.0, 'sample_every': 2}]]
+        },
+        'n_frames': 8,
+        'test_fraction': 0.25,
+        'student': {
+            'model': {'descriptor': {'rcut': 4.0, 'neuron': [4, 8], 'axis_neuron': 4}, 'fitting_net': {'neuron': [8]}},
+            'training': {'numb_steps': 10, 'disp_freq': 5, 'save_freq': 10},
+        },
+        'speed': {'sizes': [2, 16], 'steps': 1, 'warmup': 1},
+    },
+}
+
+
 @pytest.fixture
 def builder(aiida_profile_clean, pw_code, python_code, dp_code, pseudo_family, multitask_checkpoint):
     structure = orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))
@@ -43,6 +60,7 @@ def builder(aiida_profile_clean, pw_code, python_code, dp_code, pseudo_family, m
         overrides=tiny_overrides(),
         model_branch='EMT_Cu',
         dft_overrides=TINY_DFT,
+        distill=TINY_DISTILL,
     )
 
 
@@ -95,6 +113,20 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
 
     report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert 'iteration 1: exploring' in report and 'frame skipped' in report
+
+    # P→F→D: the fine-tuned model was distilled, with the DFT test set as the reference.
+    distillation = next(child for child in node.called if child.process_label == 'DistillWorkChain')
+    assert distillation.is_finished_ok, distillation.exit_message
+    assert distillation.inputs.teacher.pk == model.pk
+    student = results['distill']['model']
+    assert student.kind == 'frozen' and student.pk == distillation.outputs.model.pk
+    metrics = results['distill']['metrics'].get_dict()
+    assert metrics['speed']['n_atoms'] == [2, 16]
+    if 'test_set' in results:  # error band [0, 50]: every physical fresh frame is trained on, none may be left
+        assert distillation.inputs.reference_set.pk == results['test_set'].pk
+        assert metrics['student_vs_dft']['n_frames'] == results['test_set'].n_frames
+    else:
+        assert 'reference_set' not in distillation.inputs and 'student_vs_dft' not in metrics
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,362 @@
+"""``pfd.distill``: distil a (fine-tuned) teacher model into a small DeePMD student trained from scratch.
+
+Outline::
+
+    setup → explore (MD with the teacher; the sampled frames carry the teacher's labels) → collect (sample
+    ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train``) → inspect_student →
+    evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT ``reference_set``) →
+    if_(speed given): measure_speed (both side by side in one ``pfd.speed`` job, after the evaluations) → results
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.plugins import CalculationFactory
+
+from ..data import LabeledDataset, ModelData
+from ..data.operations import merge_datasets, split_dataset, subset_dataset
+from ..protocols import get_protocol, load_protocols
+from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
+
+DeepmdTrainCalculation = CalculationFactory('pfd.deepmd.train')
+EvaluateCalculation = CalculationFactory('pfd.evaluate')
+SpeedCalculation = CalculationFactory('pfd.speed')
+
+#: Evaluations: link label -> (model, reference) roles.
+EVALUATIONS = {
+    'student_vs_teacher': ('student', 'test_set'),
+    'student_vs_dft': ('student', 'reference_set'),
+    'teacher_vs_dft': ('teacher', 'reference_set'),
+}
+
+
+@calcfunction
+def assemble_metrics(**nodes: orm.Dict) -> orm.Dict:
+    """One ``metrics`` Dict from the evaluations (``student_vs_teacher``...) and, if run, the ``speed`` measurement."""
+    return orm.Dict({key: node.get_dict() for key, node in nodes.items()})
+
+
+def student_template(name: str) -> dict:
+    """The DeePMD ``model`` section of the student ``name`` in ``protocols/distill.yaml`` (``se_e2_a``, ...)."""
+    students = load_protocols('distill')['students']
+    if name not in students:
+        raise ValueError(f'unknown student `{name}`: choose one of {", ".join(students)}.')
+    return students[name]
+
+
+def validate_student(value, _=None) -> str | None:
+    student = value.get_dict()
+    if 'descriptor' not in student.get('model', {}):
+        return 'student: give a DeePMD input.json with at least `model.descriptor` (see protocols/distill.yaml).'
+    if 'numb_steps' not in student.get('training', {}):
+        return 'student: set `training.numb_steps`.'
+    return None
+
+
+def validate_inputs(inputs, ctx=None) -> str | None:
+    """Cross-checks; when exposed in ``PFDWorkChain`` (ports excluded), only those on the ports present."""
+    teacher = inputs.get('teacher')
+    structures = inputs.get('structures', {})
+    if teacher is not None:
+        elements = sorted({kind.symbol for structure in structures.values() for kind in structure.kinds})
+        missing = teacher.missing_elements(elements)
+        if missing:
+            return f'teacher: its type map lacks {missing}; it cannot label these structures.'
+        head = inputs.get('teacher_head')
+        if teacher.heads and head is None:
+            return f'teacher_head: the teacher is multi-task; choose one of {teacher.heads}.'
+        if head is not None and head.value not in teacher.heads:
+            return f'teacher_head: `{head.value}` is not a head of the teacher ({teacher.heads or "none"}).'
+    unknown = unknown_structures(inputs.get('exploration'), structures)
+    if unknown:
+        return f'exploration: task group names unknown structures {unknown}.'
+    fraction = inputs.get('test_fraction')
+    if fraction is not None and not 0.0 < fraction.value < 1.0:
+        return 'test_fraction: give a fraction strictly between 0 and 1.'
+    n_frames = inputs.get('n_frames')
+    if n_frames is not None and n_frames.value < 2:
+        return 'n_frames: give at least 2 (training and test frames).'
+    for key in ('python', 'dp'):
+        if (ctx is None or 'codes' in ctx) and key not in inputs.get('codes', {}):
+            return f'codes.{key}: give it (`python` runs the MD, evaluations and timings; `dp` trains the student).'
+    return None
+
+
+class DistillWorkChain(WorkChain):
+    """Distil a teacher into a small DeePMD model trained from scratch on frames the teacher explored and labelled."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('teacher', valid_type=ModelData, help='The model to distil (any backend), e.g. a fine-tuned one.')
+        spec.input('teacher_head', valid_type=orm.Str, required=False, help='Head of a multi-task teacher.')
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='Structures to explore.')
+        spec.input_namespace('codes', valid_type=orm.AbstractCode, dynamic=True, help='`python` and `dp`.')
+        spec.input(
+            'exploration',
+            valid_type=orm.Dict,
+            validator=validate_exploration,
+            help='`stages` of task groups (the PFD vocabulary); every task group of every stage runs once.',
+        )
+        spec.input('n_frames', valid_type=orm.Int, help='Teacher-labelled frames to keep (sampled at random).')
+        spec.input('test_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.1), help='Frames held out.')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Seeds the sampling and the split.')
+        spec.input(
+            'student',
+            valid_type=orm.Dict,
+            validator=validate_student,
+            help='DeePMD input.json of the student (model, learning_rate, loss, training); type map and data are set '
+            'by the job.',
+        )
+        spec.input(
+            'reference_set',
+            valid_type=LabeledDataset,
+            required=False,
+            help='DFT-labelled frames: both models are evaluated against them.',
+        )
+        spec.input(
+            'speed',
+            valid_type=orm.Dict,
+            required=False,
+            help='`pfd.speed` parameters (sizes, steps, warmup...): time teacher and student side by side.',
+        )
+        spec.input(
+            'options',
+            valid_type=orm.Dict,
+            required=False,
+            help='`metadata.options` per job kind: {"md": {...}, "train": {...}, "evaluate": {...}, "speed": {...}}.',
+        )
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.setup,
+            cls.explore,
+            cls.collect,
+            cls.train_student,
+            cls.inspect_student,
+            cls.evaluate,
+            if_(cls.should_time)(
+                cls.measure_speed,
+            ),
+            cls.results,
+        )
+
+        spec.output('model', valid_type=ModelData, required=False, help='The student, frozen.')
+        spec.output('checkpoint', valid_type=ModelData, required=False, help="The student's last checkpoint.")
+        spec.output('training_set', valid_type=LabeledDataset, required=False, help='Teacher frames trained on.')
+        spec.output('test_set', valid_type=LabeledDataset, required=False, help='Teacher frames held out.')
+        spec.output(
+            'metrics',
+            valid_type=orm.Dict,
+            required=False,
+            help='`student_vs_teacher`, and with a reference `student_vs_dft` and `teacher_vs_dft` (pfd.evaluate '
+            'metrics); `speed` (pfd.speed) when timed.',
+        )
+
+        spec.exit_code(400, 'ERROR_EXPLORATION_FAILED', message='The exploration gave too few frames: {message}')
+        spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='The student training failed: {message}')
+        spec.exit_code(402, 'ERROR_EVALUATION_FAILED', message='An evaluation failed: {message}')
+        spec.exit_code(403, 'ERROR_SPEED_FAILED', message='The timing failed (other outputs kept): {message}')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        codes: dict,
+        teacher: ModelData,
+        structures: dict,
+        protocol: str | None = None,
+        overrides: dict | None = None,
+        student: str = 'se_e2_a',
+        reference_set: LabeledDataset | None = None,
+        teacher_head: str | None = None,
+    ):
+        """A builder from ``protocols/distill.yaml``; ``student`` picks the descriptor template (``se_e2_a`` or
+        ``se_atten_v2``); ``overrides`` replace entries of the preset (``student`` merges into the input.json)."""
+        codes = {key: orm.load_code(value) if isinstance(value, str) else value for key, value in codes.items()}
+        preset = distill_preset(protocol, overrides, student)
+        builder = cls.get_builder()
+        builder.teacher = teacher
+        if teacher_head:
+            builder.teacher_head = orm.Str(teacher_head)
+        builder.structures = structures
+        builder.codes = {key: codes[key] for key in ('python', 'dp') if key in codes}
+        builder.exploration = orm.Dict(preset['exploration'])
+        builder.n_frames = orm.Int(preset['n_frames'])
+        builder.test_fraction = orm.Float(preset['test_fraction'])
+        builder.student = orm.Dict(preset['student'])
+        if preset.get('speed'):
+            builder.speed = orm.Dict(preset['speed'])
+        if reference_set is not None:
+            builder.reference_set = reference_set
+        return builder
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+
+    def setup(self):
+        self.ctx.outputs = {}
+
+    def explore(self):
+        """MD with the teacher: every task group of every stage, side by side."""
+        groups = [group for stage in self.inputs.exploration['stages'] for group in stage]
+        jobs = {}
+        for index, group in enumerate(groups):
+            inputs = md_inputs(
+                group,
+                self.inputs.structures,
+                self.inputs.teacher,
+                self.inputs.codes['python'],
+                seed=self.inputs.seed.value + index,
+                label=f'explore_{index}',
+                options=self._options('md'),
+                head=self.inputs.get('teacher_head'),
+            )
+            jobs[f'md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        self.report(f'exploring with the teacher: {len(jobs)} MD job(s)')
+        return ToContext(**jobs)
+
+    def collect(self):
+        """Keep ``n_frames`` of the teacher-labelled frames (seeded sample) and split off the test frames."""
+        frames = {}
+        for key in sorted(key for key in self.ctx if key.startswith('md_')):
+            node = self.ctx[key]
+            if 'frames' in node.outputs:  # an unstable task (exit 400) keeps the frames before the blow-up
+                frames[key] = node.outputs.frames
+            if not node.is_finished_ok:
+                self.report(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+        if not frames:
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message='no MD job gave frames')
+        explored = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
+        wanted = self.inputs.n_frames.value
+        if explored.n_frames < 2:
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message=f'{explored.n_frames} frame(s) explored')
+        if explored.n_frames > wanted:
+            rng = np.random.default_rng(self.inputs.seed.value)
+            indices = sorted(int(i) for i in rng.choice(explored.n_frames, wanted, replace=False))
+            dataset = subset_dataset(explored, orm.List(indices))
+        else:
+            dataset = explored
+            if explored.n_frames < wanted:
+                self.report(f'the exploration gave {explored.n_frames} frames, fewer than the {wanted} asked for')
+        split = split_dataset(dataset, self.inputs.test_fraction, self.inputs.seed)
+        self.ctx.training_set, self.ctx.test_set = split['train'], split['test']
+        self.report(
+            f'{explored.n_frames} teacher-labelled frames explored; training on {self.ctx.training_set.n_frames}, '
+            f'holding out {self.ctx.test_set.n_frames}'
+        )
+        return None
+
+    def train_student(self):
+        inputs = {
+            'code': self.inputs.codes['dp'],
+            'training_set': self.ctx.training_set,
+            'parameters': self.inputs.student,
+            'metadata': {'call_link_label': 'train_student', 'options': self._options('train')},
+        }
+        node = self.submit(DeepmdTrainCalculation, **inputs)
+        steps = self.inputs.student['training']['numb_steps']
+        descriptor = self.inputs.student['model']['descriptor'].get('type', '?')
+        self.report(f'training the {descriptor} student from scratch: {node.process_label}<{node.pk}>, {steps} steps')
+        return ToContext(train=node)
+
+    def inspect_student(self):
+        node = self.ctx.train
+        self._attach_datasets()
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(
+                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+            )
+        self.out('model', node.outputs.model)
+        self.out('checkpoint', node.outputs.checkpoint)
+        return None
+
+    def evaluate(self):
+        """Student vs the teacher's test labels; student and teacher vs the DFT reference."""
+        models = {'student': self.ctx.train.outputs.model, 'teacher': self.inputs.teacher}
+        references = {'test_set': self.ctx.test_set, 'reference_set': self.inputs.get('reference_set')}
+        jobs = {}
+        for label, (model, reference) in EVALUATIONS.items():
+            if references[reference] is None:
+                continue
+            inputs = {
+                'code': self.inputs.codes['python'],
+                'model': models[model],
+                'reference': references[reference],
+                'metadata': {'call_link_label': label, 'options': self._options('evaluate')},
+            }
+            if model == 'teacher' and 'teacher_head' in self.inputs:
+                inputs['model_head'] = self.inputs.teacher_head
+            jobs[label] = self.submit(EvaluateCalculation, **inputs)
+        self.report(f'evaluating: {", ".join(jobs)}')
+        return ToContext(**{f'check_{key}': node for key, node in jobs.items()})
+
+    def should_time(self):
+        return 'speed' in self.inputs
+
+    def measure_speed(self):
+        """Time teacher and student in one job, after the evaluations so that they do not share the cores."""
+        inputs = {
+            'code': self.inputs.codes['python'],
+            'models': {'student': self.ctx.train.outputs.model, 'teacher': self.inputs.teacher},
+            'structure': self.inputs.structures[sorted(self.inputs.structures)[0]],
+            'parameters': orm.Dict({'baseline': 'teacher', **self.inputs.speed.get_dict()}),
+            'metadata': {'call_link_label': 'speed', 'options': self._options('speed')},
+        }
+        if 'teacher_head' in self.inputs:
+            inputs['model_heads'] = orm.Dict({'teacher': self.inputs.teacher_head.value})
+        node = self.submit(SpeedCalculation, **inputs)
+        self.report(f'timing teacher and student side by side: {node.process_label}<{node.pk}>')
+        return ToContext(check_speed=node)
+
+    def results(self):
+        nodes, failed = {}, []
+        for label in EVALUATIONS:
+            node = self.ctx.get(f'check_{label}')
+            if node is None:
+                continue
+            if node.is_finished_ok:
+                nodes[label] = node.outputs.metrics
+                metrics = node.outputs.metrics
+                self.report(
+                    f'{label}: force RMSE {metrics["force_rmse"]:.4f} eV/Å, energy RMSE '
+                    f'{metrics["energy_rmse_per_atom"] * 1000:.2f} meV/atom on {metrics["n_frames"]} frames'
+                )
+            else:
+                failed.append(f'{label}: {node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+        speed = self.ctx.get('check_speed')
+        if speed is not None and speed.is_finished_ok:
+            nodes['speed'] = speed.outputs.speed
+            result = speed.outputs.speed.get_dict()
+            ratios = ', '.join(
+                f'{n} atoms {r:.0f}x' for n, r in zip(result['n_atoms'], result['speedup']['student']) if r is not None
+            )
+            self.report(f'student speed-up per atom-step over the teacher: {ratios}')
+        if nodes:
+            self.out('metrics', assemble_metrics(**nodes))
+        if failed:
+            return self.exit_codes.ERROR_EVALUATION_FAILED.format(message='; '.join(failed))
+        if speed is not None and not speed.is_finished_ok:
+            return self.exit_codes.ERROR_SPEED_FAILED.format(
+                message=f'{speed.process_label}<{speed.pk}> [{speed.exit_status}] {speed.exit_message}'
+            )
+        return None
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _attach_datasets(self):
+        self.out('training_set', self.ctx.training_set)
+        self.out('test_set', self.ctx.test_set)
+
+    def _options(self, kind: str) -> dict:
+        return dict(self.inputs.options.get(kind, {})) if 'options' in self.inputs else {}
+
+
+def distill_preset(protocol: str | None = None, overrides: dict | None = None, student: str = 'se_e2_a') -> dict:
+    """The preset ``protocol`` of ``protocols/distill.yaml`` with the ``student`` template merged into its
+    ``student`` input.json, then ``overrides`` merged over it all."""
+    from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+    preset = get_protocol('distill', protocol)
+    preset['student'] = recursive_merge(student_template(student), preset['student'])
+    return recursive_merge(preset, overrides or {})

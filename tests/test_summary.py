@@ -1,0 +1,96 @@
+"""The summary of a PFD run: figures from a workflow node's outputs, the tables, and ``aiida-pfd summary``."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from click.testing import CliRunner
+
+from aiida_pfd.cli.cmd_summary import cmd_summary
+from aiida_pfd.summary import summarize, summary_tables
+
+
+def metrics(force, energy, n_frames):
+    return orm.Dict({'force_rmse': force, 'energy_rmse_per_atom': energy, 'n_frames': n_frames}).store()
+
+
+@pytest.fixture
+def pfd_node(aiida_profile_clean, emt_dataset):
+    """A finished PFDWorkChain node with the outputs of a P→F→D run (two DFT calculations, one failed)."""
+    node = orm.WorkflowNode(process_type='aiida.workflows:pfd.pfd')
+    node.set_process_label('PFDWorkChain')
+    node.set_process_state('finished')
+    node.set_exit_status(0)
+    node.store()
+    for index, status in enumerate((0, 300)):
+        dft = orm.WorkflowNode(process_type='aiida.workflows:quantumespresso.pw.base')
+        dft.set_process_label('PwBaseWorkChain')
+        dft.set_process_state('finished')
+        dft.set_exit_status(status)
+        dft.base.links.add_incoming(node, link_type=LinkType.CALL_WORK, link_label=f'dft_{index}')
+        dft.store()
+    history = {
+        'iterations': [
+            {
+                'iteration': 1,
+                'dft_labelled': 2,
+                'dft_failed': 1,
+                'frames_added': 0,
+                'force_rmse': 0.05,
+                'energy_rmse_per_atom': 0.002,
+                'decision': 'converged',
+            }
+        ]
+    }
+    distill_metrics = {
+        'student_vs_dft': {'force_rmse': 0.07, 'energy_rmse_per_atom': 0.0025, 'n_frames': 8},
+        'student_vs_teacher': {'force_rmse': 0.03, 'energy_rmse_per_atom': 0.001, 'n_frames': 2},
+        'speed': {
+            'n_atoms': [64, 512],
+            'speedup': {'student': [20.0, 45.5], 'teacher': [1.0, 1.0]},
+            'models': {'student': {'ms_per_atom_step': [0.1, 0.05]}, 'teacher': {'ms_per_atom_step': [2.0, 2.275]}},
+        },
+    }
+    outputs = {
+        'history': orm.Dict(history).store(),
+        'metrics': metrics(0.045, 0.0021, 8),
+        'training_set': emt_dataset,
+        'test_set': emt_dataset,
+        'model': orm.Data().store(),
+        'distill__metrics': orm.Dict(distill_metrics).store(),
+        'distill__model': orm.Data().store(),
+        'distill__training_set': emt_dataset,
+        'distill__test_set': emt_dataset,
+    }
+    for label, output in outputs.items():
+        output.base.links.add_incoming(node, link_type=LinkType.RETURN, link_label=label)
+    node.seal()
+    return node
+
+
+def test_summary_reads_the_outputs(pfd_node):
+    summary = summarize(pfd_node)
+    assert summary['dft_calculations'] == 2 and summary['dft_failed'] == 1
+    assert summary['iterations'] == 1 and summary['test_frames'] == 8
+    assert summary['finetuned'] == {'force_rmse': 0.045, 'energy_rmse_meV': pytest.approx(2.1), 'n_frames': 8}
+    assert summary['distilled']['force_rmse'] == 0.07
+    assert summary['speedup'] == {64: 20.0, 512: 45.5}
+    assert summary['distillation_frames'] == 16
+
+    text = summary_tables(summary, wall_time=600)
+    assert 'fine-tuned model force RMSE on the DFT test set (8 frames)' in text
+    assert '0.0700 eV/Å' in text and '45.5x' in text and '10.0 min' in text
+    assert 'distilled model' in text and f'ModelData<{summary["distilled_model"]}>' in text
+
+
+def test_summary_command(pfd_node):
+    result = CliRunner().invoke(cmd_summary, [str(pfd_node.pk)])
+    assert result.exit_code == 0, result.output
+    assert 'speed-up per atom-step, 512 atoms' in result.output
+
+    other = orm.WorkflowNode(process_type='aiida.workflows:pfd.distill')
+    other.set_process_label('DistillWorkChain')
+    other.store()
+    result = CliRunner().invoke(cmd_summary, [str(other.pk)])
+    assert result.exit_code != 0 and 'is not a PFDWorkChain' in result.output

@@ -1,0 +1,107 @@
+"""``pfd.distill``: a tiny teacher distilled into a tiny student end to end (ASE MD, dp train, evaluations, timings)."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from aiida.plugins import WorkflowFactory
+from ase.build import bulk
+
+from aiida_pfd.data import LabeledDataset, ModelData
+
+DistillWorkChain = WorkflowFactory('pfd.distill')
+
+TINY = {
+    'exploration': {
+        'stages': [[{'ensemble': 'nvt', 'temperatures': [300, 600], 'nsteps': 24, 'timestep': 1.0, 'sample_every': 2}]]
+    },
+    'n_frames': 20,
+    'test_fraction': 0.25,
+    'student': {
+        'model': {
+            'descriptor': {'rcut': 4.5, 'neuron': [4, 8], 'axis_neuron': 4},
+            'fitting_net': {'neuron': [8, 8]},
+        },
+        'training': {'numb_steps': 30, 'disp_freq': 10, 'save_freq': 30},
+    },
+    'speed': {'sizes': [4, 32], 'steps': 2, 'warmup': 1},
+}
+
+
+@pytest.fixture
+def builder(aiida_profile_clean, python_code, dp_code, tiny_model, emt_dataset):
+    return DistillWorkChain.get_builder_from_protocol(
+        codes={'python': python_code, 'dp': dp_code},
+        teacher=tiny_model,
+        structures={'cu': orm.StructureData(ase=bulk('Cu', 'fcc', a=3.6, cubic=True))},
+        protocol='fast',
+        overrides=TINY,
+        reference_set=emt_dataset,
+    )
+
+
+def test_student_is_trained_on_teacher_frames_and_compared(builder, tiny_model, emt_dataset):
+    results, node = run_get_node(builder)
+
+    assert node.is_finished_ok, node.exit_message
+    student = results['model']
+    assert isinstance(student, ModelData) and student.model_backend == 'deepmd' and student.kind == 'frozen'
+    assert student.sha256 != tiny_model.sha256
+    assert results['training_set'].n_frames == 15 and results['test_set'].n_frames == 5
+
+    metrics = results['metrics'].get_dict()
+    assert set(metrics) == {'student_vs_teacher', 'student_vs_dft', 'teacher_vs_dft', 'speed'}
+    assert metrics['student_vs_teacher']['n_frames'] == 5
+    assert metrics['student_vs_dft']['n_frames'] == metrics['teacher_vs_dft']['n_frames'] == emt_dataset.n_frames
+    assert all(metrics[key]['force_rmse'] > 0 for key in ('student_vs_teacher', 'student_vs_dft', 'teacher_vs_dft'))
+    speed = metrics['speed']
+    assert speed['n_atoms'] == [4, 32] and speed['baseline'] == 'teacher'
+    assert speed['speedup']['teacher'] == [1.0, 1.0]
+    assert all(value > 0 for value in speed['speedup']['student'])
+
+    # Provenance: the student's training frames come from MD driven by the teacher, and from nothing else.
+    query = orm.QueryBuilder()
+    query.append(LabeledDataset, filters={'id': results['training_set'].pk}, tag='training')
+    query.append(
+        orm.CalcJobNode, with_descendants='training', tag='md', filters={'attributes.process_label': 'AseMdCalculation'}
+    )
+    query.append(ModelData, with_outgoing='md', project='id')
+    assert set(query.all(flat=True)) == {tiny_model.pk}
+
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert 'training the se_e2_a student' in report and 'speed-up' in report
+
+
+@pytest.mark.parametrize(
+    ('port', 'value', 'message'),
+    [
+        ('test_fraction', lambda: orm.Float(1.0), 'test_fraction'),
+        ('n_frames', lambda: orm.Int(1), 'n_frames'),
+        ('student', lambda: orm.Dict({'training': {'numb_steps': 5}}), 'model.descriptor'),
+        ('structures', lambda: {'nacl': orm.StructureData(ase=bulk('NaCl', 'rocksalt', a=5.6))}, 'lacks'),
+        ('teacher_head', lambda: orm.Str('EMT_Cu'), 'not a head'),
+    ],
+)
+def test_inputs_are_validated(builder, port, value, message):
+    with pytest.raises(ValueError, match=message):
+        builder[port] = value()
+        run_get_node(builder)
+
+
+def test_dp_code_is_required(builder):
+    builder.codes = {'python': builder.codes['python']}
+    with pytest.raises(ValueError, match=r'codes\.dp'):
+        run_get_node(builder)
+
+
+def test_student_templates():
+    from aiida_pfd.workflows.distill import distill_preset
+
+    preset = distill_preset('balanced', student='se_atten_v2')
+    assert preset['student']['model']['descriptor']['type'] == 'se_atten_v2'
+    assert preset['student']['model']['descriptor']['sel'] == 'auto'
+    default = distill_preset('fast')['student']['model']['descriptor']
+    assert default['type'] == 'se_e2_a' and default['rcut'] == 6.0 and default['sel'] == 'auto'
+    with pytest.raises(ValueError, match='unknown student'):
+        distill_preset('fast', student='dpa3')
