@@ -7,7 +7,7 @@ Outline::
     finetune →
     while_(not converged and iteration < max_iterations):
         explore → select_candidates → label (DFT) → evaluate → check_convergence →
-        if_(not converged): add_frames → finetune
+        if_(frames to add: not converged, not the last iteration): add_frames → finetune
     → final_evaluation → if_(distill given): distill (DistillWorkChain on the fine-tuned model) → results
 
 Every DFT frame is its own one-frame ``pfd.dataset`` made by a calcfunction from its DFT run, and the training set is
@@ -194,7 +194,7 @@ class PFDWorkChain(WorkChain):
                 cls.label,
                 cls.evaluate,
                 cls.check_convergence,
-                if_(cls.is_not_converged)(
+                if_(cls.should_refine)(
                     cls.add_frames,
                     cls.finetune,
                     cls.inspect_finetune,
@@ -493,25 +493,36 @@ class PFDWorkChain(WorkChain):
         lower, upper = self.inputs.selection['error_band']
         report = classify_by_error(node.outputs.errors, orm.Dict({'lower': lower, 'upper': upper})).get_dict()
         fresh = self.ctx.fresh_frames
-        self.ctx.added = [fresh[i] for i in report['added_indices']] if not converged else []
+        last = self.ctx.iteration >= self.inputs.convergence['max_iterations']
         self.ctx.test_frames.extend(fresh[i] for i in report['accurate_indices'])
-        if converged:  # nothing more is trained on: all physical fresh frames test the final model
-            self.ctx.test_frames.extend(fresh[i] for i in report['added_indices'])
+        if converged or last:
+            # Nothing more is trained on: the current model is the final one, and all physical fresh frames test it.
+            self.ctx.added, held_out = [], [fresh[i] for i in report['added_indices']]
+            self.ctx.test_frames.extend(held_out)
+        else:
+            self.ctx.added, held_out = [fresh[i] for i in report['added_indices']], []
         self.ctx.entry.update(
             force_rmse=metrics['force_rmse'],
             energy_rmse_per_atom=metrics['energy_rmse_per_atom'],
             frames_added=len(self.ctx.added),
+            frames_held_out=len(held_out),
             frames_accurate=len(report['accurate_indices']),
             frames_unphysical=len(report['unphysical_indices']),
             converged=converged,
             decision=reason,
         )
         self.ctx.history.append(self.ctx.entry)
-        verdict = 'converged' if converged else f'not converged, adding {len(self.ctx.added)} frames'
+        if converged:
+            verdict = 'converged'
+        elif last:
+            verdict = f'not converged after the last iteration; its {len(held_out)} frames test the final model'
+        else:
+            verdict = f'not converged, adding {len(self.ctx.added)} frames'
         self.report(f'iteration {self.ctx.iteration}: {reason}: {verdict}')
 
-    def is_not_converged(self):
-        return not self.ctx.converged
+    def should_refine(self):
+        """Fine-tune again unless converged or out of iterations (no evaluation would follow)."""
+        return bool(self.ctx.added)
 
     def add_frames(self):
         self.ctx.training_frames = self.ctx.training_frames + self.ctx.added
