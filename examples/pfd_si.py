@@ -3,7 +3,7 @@
 
 Run after ``aiida-pfd setup`` (the daemon must run); ``make demo`` does both::
 
-    python examples/pfd_si.py [--profile pfd] [--max-iterations 3] [--no-distill]
+    python examples/pfd_si.py [--profile pfd] [--max-iterations 5] [--no-distill]
 
 DFT: Debian's Si.pbe-nl-rrkjus_psl.1.0.0.UPF at 30/240 Ry, cold smearing 0.01 Ry, k-point spacing 0.4 1/Å (the
 ``balanced`` labelling preset). Exploration: the 8-atom diamond cell, NVT at 300-1000 K, then NPT at 300-1000 K and
@@ -22,6 +22,7 @@ from aiida.engine import submit
 from ase.build import bulk
 
 SERIAL = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+ONE_THREAD = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 #: Fine-tuning loop (overrides of the `balanced` preset of protocols/pfd.yaml).
 FINETUNING = {
@@ -53,17 +54,17 @@ DISTILLATION = {
                 {
                     'ensemble': 'nvt',
                     'temperatures': [300, 600, 1000],
-                    'nsteps': 800,
+                    'nsteps': 600,
                     'timestep': 2.0,
-                    'sample_every': 4,
+                    'sample_every': 3,
                 },
                 {
                     'ensemble': 'npt',
                     'temperatures': [300, 1000],
                     'pressures': [1.0, 10000.0],
-                    'nsteps': 600,
+                    'nsteps': 450,
                     'timestep': 2.0,
-                    'sample_every': 4,
+                    'sample_every': 3,
                 },
             ]
         ]
@@ -71,9 +72,9 @@ DISTILLATION = {
     'n_frames': 1200,
     'test_fraction': 0.1,
     'student': {
-        'learning_rate': {'type': 'exp', 'start_lr': 0.002, 'stop_lr': 0.00002, 'decay_steps': 200},
+        'learning_rate': {'type': 'exp', 'start_lr': 0.002, 'stop_lr': 0.00002, 'decay_steps': 400},
         'loss': {'start_pref_v': 0.02, 'limit_pref_v': 1.0},
-        'training': {'numb_steps': 4000, 'disp_freq': 200, 'save_freq': 4000},
+        'training': {'numb_steps': 8000, 'disp_freq': 400, 'save_freq': 8000},
     },
     'speed': {'sizes': [64, 512], 'steps': 5, 'warmup': 2},
 }
@@ -82,9 +83,9 @@ DISTILLATION = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--profile', default='pfd')
-    parser.add_argument('--max-iterations', type=int, default=3)
-    parser.add_argument('--epochs', type=int, default=30, help='SevenNet fine-tuning epochs per fine-tuning')
-    parser.add_argument('--student-steps', type=int, default=4000, help='training steps of the distilled model')
+    parser.add_argument('--max-iterations', type=int, default=5)
+    parser.add_argument('--epochs', type=int, default=60, help='SevenNet fine-tuning epochs per fine-tuning')
+    parser.add_argument('--student-steps', type=int, default=8000, help='training steps of the distilled model')
     parser.add_argument('--no-distill', action='store_true', help='stop after fine-tuning (P→F only)')
     args = parser.parse_args()
 
@@ -106,7 +107,13 @@ def main() -> int:
     if not args.no_distill:
         student = {**DISTILLATION['student'], 'training': {**DISTILLATION['student']['training']}}
         student['training']['numb_steps'] = student['training']['save_freq'] = args.student_steps
-        distill = {'protocol': 'fast', 'overrides': {**DISTILLATION, 'student': student}, 'student': 'se_e2_a'}
+        distill = {
+            'protocol': 'fast',
+            'overrides': {**DISTILLATION, 'student': student},
+            'student': 'se_e2_a',
+            # The MD jobs and the evaluations run side by side: one thread each, so that they do not oversubscribe.
+            'options': {kind: {'environment_variables': ONE_THREAD} for kind in ('md', 'evaluate')},
+        }
     builder = PFDWorkChain.get_builder_from_protocol(
         codes={'pw': 'pw@localhost', 'python': 'python@localhost', 'dp': 'dp@localhost'},
         structures={'si8': structure},

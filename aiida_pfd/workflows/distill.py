@@ -2,7 +2,7 @@
 
 Outline::
 
-    setup → explore (MD with the teacher; the sampled frames carry the teacher's labels) → collect (sample
+    explore (MD with the teacher; the sampled frames carry the teacher's labels) → collect (sample
     ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train``) → inspect_student →
     evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT ``reference_set``) →
     if_(speed given): measure_speed (both side by side in one ``pfd.speed`` job, after the evaluations) → results
@@ -131,7 +131,6 @@ class DistillWorkChain(WorkChain):
         spec.inputs.validator = validate_inputs
 
         spec.outline(
-            cls.setup,
             cls.explore,
             cls.collect,
             cls.train_student,
@@ -193,9 +192,6 @@ class DistillWorkChain(WorkChain):
         return builder
 
     # -- steps ----------------------------------------------------------------------------------------------------
-
-    def setup(self):
-        self.ctx.outputs = {}
 
     def explore(self):
         """MD with the teacher: every task group of every stage, side by side."""

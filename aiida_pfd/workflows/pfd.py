@@ -249,7 +249,8 @@ class PFDWorkChain(WorkChain):
             ``training``, ``convergence``); ``training.parameters`` is the foundation family's settings.
         :param dft_overrides: aiida-quantumespresso overrides for the DFT labels (on top of the preset's DFT protocol).
         :param distill: distil the fine-tuned model at the end: ``{'protocol': ..., 'overrides': ..., 'student':
-            'se_e2_a'}`` for ``protocols/distill.yaml`` (``{}``: the default preset).
+            'se_e2_a', 'options': ...}`` for ``protocols/distill.yaml`` (``{}``: the default preset); ``options`` are
+            the distillation's ``metadata.options`` per job kind.
         """
         from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
@@ -296,6 +297,8 @@ class PFDWorkChain(WorkChain):
             builder.distill.student = orm.Dict(settings['student'])
             if settings.get('speed'):
                 builder.distill.speed = orm.Dict(settings['speed'])
+            if distill.get('options'):
+                builder.distill.options = orm.Dict(distill['options'])
         return builder
 
     # -- steps ----------------------------------------------------------------------------------------------------
