@@ -198,6 +198,18 @@ def validate_inputs(inputs: dict, ctx) -> str | None:
     return None
 
 
+def frames_type_map(model: ModelData, structures: t.Mapping | None) -> list[str]:
+    """Type map of the sampled frames: the model's, restricted to the elements of ``structures`` (model order).
+
+    A universal model knows ~90 elements; carrying them all with every frame would also make them the type map of a
+    DeePMD model trained on the frames (DeePMD requires every element a dataset names to be in the model's map).
+    """
+    if not structures:
+        return list(model.type_map)
+    present = {kind.symbol for structure in structures.values() for kind in structure.kinds}
+    return [element for element in model.type_map if element in present]
+
+
 class AseMdCalculation(ScriptCalculation):
     """Molecular dynamics with a model through ASE on one or more structures, sampling labelled frames.
 
@@ -254,7 +266,7 @@ class AseMdCalculation(ScriptCalculation):
         ]
         return {
             'model': self.model_parameters(),
-            'type_map': self.inputs.model.type_map,
+            'type_map': frames_type_map(self.inputs.model, self.inputs.structures),
             'structures': {name: structure_dict(self.inputs.structures[name]) for name in names},
             'tasks': [{'index': index, **task} for index, task in enumerate(tasks)],
             **parameters,

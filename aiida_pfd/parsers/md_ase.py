@@ -9,6 +9,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ExitCode
 
+from ..calculations.md_ase import frames_type_map
 from ..scripts.md_ase import FRAMES_DIR, TASKS_FILE, THERMO_COLUMNS, THERMO_DIR
 from .script import ScriptParser
 
@@ -58,7 +59,8 @@ class AseMdParser(ScriptParser):
                 return None
             return self.exit_codes.ERROR_NO_FRAMES.format(message=f'{len(tasks)} tasks, `{FRAMES_DIR}` is empty')
         try:
-            frames = self.read_dataset(FRAMES_DIR, self.node.inputs.model.type_map)
+            structures = self.node.inputs.structures if 'structures' in self.node.inputs else None
+            frames = self.read_dataset(FRAMES_DIR, frames_type_map(self.node.inputs.model, structures))
         except (ValueError, OSError, KeyError, IndexError) as exception:
             if stopped:
                 return None

@@ -48,6 +48,7 @@ def test_student_is_trained_on_teacher_frames_and_compared(builder, tiny_model, 
     student = results['model']
     assert isinstance(student, ModelData) and student.model_backend == 'deepmd' and student.kind == 'frozen'
     assert student.sha256 != tiny_model.sha256
+    assert student.type_map == ['Cu']  # the explored elements, not the teacher's whole type map
     assert results['training_set'].n_frames == 15 and results['test_set'].n_frames == 5
 
     metrics = results['metrics'].get_dict()
