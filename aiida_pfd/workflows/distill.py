@@ -181,12 +181,8 @@ class DistillWorkChain(WorkChain):
             builder.teacher_head = orm.Str(teacher_head)
         builder.structures = structures
         builder.codes = {key: codes[key] for key in ('python', 'dp') if key in codes}
-        builder.exploration = orm.Dict(preset['exploration'])
-        builder.n_frames = orm.Int(preset['n_frames'])
-        builder.test_fraction = orm.Float(preset['test_fraction'])
-        builder.student = orm.Dict(preset['student'])
-        if preset.get('speed'):
-            builder.speed = orm.Dict(preset['speed'])
+        for port, node in preset_inputs(preset).items():
+            builder[port] = node
         if reference_set is not None:
             builder.reference_set = reference_set
         return builder
@@ -356,3 +352,17 @@ def distill_preset(protocol: str | None = None, overrides: dict | None = None, s
     preset = get_protocol('distill', protocol)
     preset['student'] = recursive_merge(student_template(student), preset['student'])
     return recursive_merge(preset, overrides or {})
+
+
+def preset_inputs(preset: dict) -> dict:
+    """The inputs that a :func:`distill_preset` fills: ``exploration``, ``n_frames``, ``test_fraction``, ``student``
+    and, if the preset times the models, ``speed``."""
+    inputs = {
+        'exploration': orm.Dict(preset['exploration']),
+        'n_frames': orm.Int(preset['n_frames']),
+        'test_fraction': orm.Float(preset['test_fraction']),
+        'student': orm.Dict(preset['student']),
+    }
+    if preset.get('speed'):
+        inputs['speed'] = orm.Dict(preset['speed'])
+    return inputs

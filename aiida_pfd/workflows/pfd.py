@@ -29,7 +29,7 @@ from ..data.alignment import fit_energy_offsets, shift_model_energy
 from ..data.operations import merge_datasets
 from ..protocols import get_protocol
 from ..selection import DIVERSITY_METHODS, classify_by_error, is_converged, perturb_structure, select_candidates
-from .distill import DistillWorkChain, distill_preset
+from .distill import DistillWorkChain, distill_preset, preset_inputs
 from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
 from .labelling import ADAPTORS
 
@@ -291,12 +291,8 @@ class PFDWorkChain(WorkChain):
             settings = distill_preset(
                 distill.get('protocol'), distill.get('overrides'), distill.get('student', 'se_e2_a')
             )
-            builder.distill.exploration = orm.Dict(settings['exploration'])
-            builder.distill.n_frames = orm.Int(settings['n_frames'])
-            builder.distill.test_fraction = orm.Float(settings['test_fraction'])
-            builder.distill.student = orm.Dict(settings['student'])
-            if settings.get('speed'):
-                builder.distill.speed = orm.Dict(settings['speed'])
+            for port, node in preset_inputs(settings).items():
+                builder.distill[port] = node
             if distill.get('options'):
                 builder.distill.options = orm.Dict(distill['options'])
         return builder
