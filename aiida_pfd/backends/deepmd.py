@@ -101,6 +101,9 @@ def read_frozen_metadata(path: pathlib.Path) -> ModelMetadata:
 TRAIN_INPUT = 'input.json'
 LCURVE = 'lcurve.out'
 FROZEN_MODEL = 'frozen_model.pth'
+COMPRESSED_MODEL = 'frozen_model_compressed.pth'
+#: Options of ``dp --pt compress`` (its own long flag names) and their types.
+COMPRESS_OPTIONS = {'step': float, 'extrapolate': int, 'frequency': int}
 CHECKPOINT_GLOB = 'model.ckpt-*.pt'
 
 
@@ -151,6 +154,18 @@ def train_arguments(
 def freeze_arguments() -> list[str]:
     """Arguments of ``dp`` that freeze the last checkpoint of the job folder."""
     return ['--pt', 'freeze', '-o', FROZEN_MODEL]
+
+
+def compress_arguments(options: dict | None = None) -> list[str]:
+    """Arguments of ``dp`` that compress the frozen model (tabulated embedding nets); ``options`` are
+    ``dp --pt compress`` flags: ``step`` (table stride), ``extrapolate``, ``frequency`` (overflow check).
+
+    The training input is passed so that DeePMD can count the neighbour distances when the model lacks them.
+    """
+    arguments = ['--pt', 'compress', '-i', FROZEN_MODEL, '-o', COMPRESSED_MODEL, '-t', TRAIN_INPUT]
+    for key, value in sorted((options or {}).items()):
+        arguments += [f'--{key}', str(value)]
+    return arguments
 
 
 def read_lcurve(text: str) -> tuple[list[str], np.ndarray]:

@@ -11,7 +11,33 @@ from ..data import LabeledDataset, ModelData
 
 TRAIN_LOG = 'train.log'
 FREEZE_LOG = 'freeze.log'
+COMPRESS_LOG = 'compress.log'
 FOUNDATION_DIR = 'foundation'
+
+
+def compress_options(settings: dict) -> dict | None:
+    """The ``dp --pt compress`` options of ``settings['compress']`` (``True``: the defaults), or None: no compression."""
+    value = settings.get('compress', False)
+    if value is False or value is None:
+        return None
+    return {} if value is True else dict(value)
+
+
+def check_compress(value) -> str | None:
+    """What is wrong with ``settings['compress']``, or None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if not isinstance(value, dict):
+        return f'settings: `compress` is {value!r}; give True, False or a dict of `dp compress` options.'
+    unknown = sorted(set(value) - set(deepmd.COMPRESS_OPTIONS))
+    if unknown:
+        return f'settings: `compress` has unknown options {unknown}; the options are {sorted(deepmd.COMPRESS_OPTIONS)}.'
+    for key, kind in deepmd.COMPRESS_OPTIONS.items():
+        if key in value and (isinstance(value[key], bool) or not isinstance(value[key], (int, float))):
+            return f'settings: `compress.{key}` is {value[key]!r}; give a number ({kind.__name__}).'
+    if value.get('step', 0.01) <= 0 or value.get('extrapolate', 5) < 1:
+        return 'settings: `compress.step` must be > 0 and `compress.extrapolate` >= 1.'
+    return None
 
 
 def validate_inputs(inputs, _=None) -> str | None:
@@ -56,11 +82,12 @@ def validate_inputs(inputs, _=None) -> str | None:
 
     if 'numb_steps' not in parameters.get('training', {}):
         return 'parameters: `training.numb_steps` is required.'
-    return None
+    return check_compress(settings.get('compress'))
 
 
 class DeepmdTrainCalculation(CalcJob):
-    """Run ``dp --pt train`` (optionally ``--finetune``) and ``dp --pt freeze`` on a ``pfd.dataset``."""
+    """Run ``dp --pt train`` (optionally ``--finetune``) and ``dp --pt freeze`` on a ``pfd.dataset``, and with
+    ``settings.compress`` ``dp --pt compress`` on the frozen model."""
 
     @classmethod
     def define(cls, spec):
@@ -80,11 +107,22 @@ class DeepmdTrainCalculation(CalcJob):
         spec.input('finetune_from', valid_type=ModelData, required=False, help='Checkpoint to fine-tune.')
         spec.input('model_branch', valid_type=orm.Str, required=False, help='Branch of a multi-task checkpoint.')
         spec.input(
-            'settings', valid_type=orm.Dict, required=False, help='`use_pretrain_script` (bool): model from checkpoint.'
+            'settings',
+            valid_type=orm.Dict,
+            required=False,
+            help='`use_pretrain_script` (bool): model from checkpoint; `compress` (bool, or a dict of `dp compress` '
+            'options `step`, `extrapolate`, `frequency`): also compress the frozen model.',
         )
         spec.inputs.validator = validate_inputs
 
         spec.output('model', valid_type=ModelData, help='The frozen model (.pth).')
+        spec.output(
+            'compressed_model',
+            valid_type=ModelData,
+            required=False,
+            help='The frozen model compressed by `dp --pt compress` (with `settings.compress`): same physics, '
+            'tabulated embedding nets, faster MD.',
+        )
         spec.output('checkpoint', valid_type=ModelData, help='The last checkpoint (.pt), for further fine-tuning.')
         spec.output('learning_curve', valid_type=orm.ArrayData, help='lcurve.out: one array per column.')
         spec.output('metrics', valid_type=orm.Dict, help='Last lcurve.out row: final training/validation RMSEs.')
@@ -93,6 +131,11 @@ class DeepmdTrainCalculation(CalcJob):
         spec.exit_code(301, 'ERROR_MISSING_LCURVE', message='lcurve.out was not written and train.log shows no error.')
         spec.exit_code(302, 'ERROR_TRAINING_FAILED', message='`dp train` failed: {message}')
         spec.exit_code(303, 'ERROR_MISSING_MODEL', message='The frozen model or the checkpoint is missing: {message}')
+        spec.exit_code(
+            304,
+            'ERROR_COMPRESSION_FAILED',
+            message='`dp compress` gave no compressed model (the frozen model and checkpoint are kept): {message}',
+        )
         spec.exit_code(310, 'ERROR_INVALID_LCURVE', message='lcurve.out could not be parsed: {message}')
         spec.exit_code(311, 'ERROR_INVALID_MODEL', message='A model file could not be read: {message}')
         spec.exit_code(400, 'ERROR_NON_FINITE_LOSS', message='The training loss became NaN or infinite at step {step}.')
@@ -138,15 +181,27 @@ class DeepmdTrainCalculation(CalcJob):
         freeze.stdout_name = FREEZE_LOG
         freeze.join_files = True
 
+        codes_info = [train, freeze]
+        options = compress_options(settings)
+        if options is not None:
+            compress = datastructures.CodeInfo()
+            compress.code_uuid = self.inputs.code.uuid
+            compress.cmdline_params = deepmd.compress_arguments(options)
+            compress.stdout_name = COMPRESS_LOG
+            compress.join_files = True
+            codes_info.append(compress)
+
         calcinfo = datastructures.CalcInfo()
-        calcinfo.codes_info = [train, freeze]
+        calcinfo.codes_info = codes_info
         calcinfo.codes_run_mode = datastructures.CodeRunMode.SERIAL
         calcinfo.local_copy_list = local_copy_list
         calcinfo.retrieve_list = [
             self.inputs.metadata.options.output_filename,
             FREEZE_LOG,
+            COMPRESS_LOG,
             deepmd.LCURVE,
             deepmd.FROZEN_MODEL,
+            deepmd.COMPRESSED_MODEL,
             deepmd.CHECKPOINT_GLOB,
         ]
         return calcinfo

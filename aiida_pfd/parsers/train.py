@@ -9,7 +9,7 @@ from aiida import orm
 from aiida.parsers import Parser
 
 from ..backends import deepmd
-from ..calculations.train import FREEZE_LOG
+from ..calculations.train import COMPRESS_LOG, FREEZE_LOG, compress_options
 from ..data import ModelData
 from .curves import first_non_finite, learning_curve
 
@@ -19,7 +19,8 @@ def _tail(text: str, lines: int = 4) -> str:
 
 
 class DeepmdTrainParser(Parser):
-    """Attach the frozen model, the last checkpoint, the learning curve and the final RMSEs."""
+    """Attach the frozen model (and its compressed copy), the last checkpoint, the learning curve and the final
+    RMSEs."""
 
     def parse(self, **kwargs):
         repository = self.retrieved.base.repository
@@ -68,4 +69,21 @@ class DeepmdTrainParser(Parser):
                     self.out(port, ModelData(handle, filename=name))
         except ValueError as exception:
             return self.exit_codes.ERROR_INVALID_MODEL.format(message=str(exception))
+        return self.parse_compressed(repository, names)
+
+    def parse_compressed(self, repository, names: set[str]):
+        """Attach ``compressed_model`` when compression was asked for; exit 304 when it is missing or unreadable."""
+        settings = self.node.inputs.settings.get_dict() if 'settings' in self.node.inputs else {}
+        if compress_options(settings) is None:
+            return None
+        if deepmd.COMPRESSED_MODEL not in names:
+            compress_log = repository.get_object_content(COMPRESS_LOG) if COMPRESS_LOG in names else ''
+            return self.exit_codes.ERROR_COMPRESSION_FAILED.format(
+                message=f'no {deepmd.COMPRESSED_MODEL}; {_tail(compress_log) or "no compress.log"}'
+            )
+        try:
+            with repository.open(deepmd.COMPRESSED_MODEL, 'rb') as handle:
+                self.out('compressed_model', ModelData(handle, filename=deepmd.COMPRESSED_MODEL))
+        except ValueError as exception:
+            return self.exit_codes.ERROR_COMPRESSION_FAILED.format(message=str(exception))
         return None

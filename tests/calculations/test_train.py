@@ -22,7 +22,7 @@ def scratch_parameters(numb_steps=20):
     return parameters
 
 
-def test_train_from_scratch_with_validation(aiida_profile_clean, dp_code):
+def test_train_from_scratch_with_validation_and_compression(aiida_profile_clean, dp_code):
     training = LabeledDataset.from_ase(emt_frames('Cu', 10, seed=1), type_map=['Cu', 'Si']).store()
     validation = LabeledDataset.from_ase(emt_frames('Cu', 3, seed=2), type_map=['Cu', 'Si']).store()
     builder = DeepmdTrainCalculation.get_builder()
@@ -30,11 +30,14 @@ def test_train_from_scratch_with_validation(aiida_profile_clean, dp_code):
     builder.training_set = training
     builder.validation_set = validation
     builder.parameters = orm.Dict(scratch_parameters(numb_steps=50))
+    builder.settings = orm.Dict({'compress': {'step': 0.01}})
 
     results, node = run_get_node(builder)
 
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     assert results['model'].kind == 'frozen' and results['checkpoint'].kind == 'checkpoint'
+    assert results['compressed_model'].kind == 'frozen' and results['compressed_model'].type_map == ['Cu', 'Si']
+    assert results['compressed_model'].sha256 != results['model'].sha256
     assert results['model'].type_map == ['Cu', 'Si']
     curve = results['learning_curve']
     assert curve.get_array('step')[-1] == 50
@@ -42,9 +45,16 @@ def test_train_from_scratch_with_validation(aiida_profile_clean, dp_code):
     metrics = results['metrics'].get_dict()
     assert metrics['step'] == 50 and np.isfinite(metrics['rmse_f_val'])
 
-    atoms = bulk('Cu', 'fcc', a=3.6, cubic=True)
-    atoms.calc = results['model'].get_calculator()
-    assert np.isfinite(atoms.get_potential_energy())
+    # The compressed model tabulates the embedding nets: the same energies and forces to the table's accuracy.
+    atoms = bulk('Cu', 'fcc', a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    predictions = []
+    for port in ('model', 'compressed_model'):
+        atoms.calc = results[port].get_calculator()
+        predictions.append((atoms.get_potential_energy(), atoms.get_forces()))
+    assert np.isfinite(predictions[0][0])
+    assert abs(predictions[0][0] - predictions[1][0]) / len(atoms) < 1e-4
+    assert np.abs(predictions[0][1] - predictions[1][1]).max() < 1e-3
 
 
 def test_finetune_from_checkpoint_keeps_the_foundation_type_map(aiida_profile_clean, dp_code, tiny_checkpoint):
@@ -69,6 +79,9 @@ def test_finetune_from_checkpoint_keeps_the_foundation_type_map(aiida_profile_cl
         ({'no_model': True}, 'needs `model.descriptor` and `model.fitting_net`'),
         ({'no_steps': True}, '`training.numb_steps` is required'),
         ({'branch': 'EMT_Cu'}, 'model_branch: only meaningful with `finetune_from`'),
+        ({'settings': {'compress': 'yes'}}, r'settings: `compress` is .yes.; give True, False or a dict'),
+        ({'settings': {'compress': {'stride': 0.1}}}, r"unknown options \['stride'\]"),
+        ({'settings': {'compress': {'step': -0.1}}}, r'`compress.step` must be > 0'),
     ],
 )
 def test_inputs_are_validated(aiida_profile_clean, dp_code, change, message):
@@ -87,6 +100,8 @@ def test_inputs_are_validated(aiida_profile_clean, dp_code, change, message):
     builder.parameters = orm.Dict(parameters)
     if 'branch' in change:
         builder.model_branch = orm.Str(change['branch'])
+    if 'settings' in change:
+        builder.settings = orm.Dict(change['settings'])
     with pytest.raises(ValueError, match=message):
         run_get_node(builder)
 

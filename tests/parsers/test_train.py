@@ -53,3 +53,40 @@ def test_validation_columns_without_reference_data_are_none(aiida_profile_clean,
     metrics = results['metrics'].get_dict()
     assert metrics['rmse_f_val'] is None
     assert metrics['rmse_f_trn'] == pytest.approx(0.323)
+
+
+def test_compressed_model_is_attached(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    from aiida import orm
+
+    files = {
+        'frozen_model.pth': tiny_model_files['frozen'],
+        'frozen_model_compressed.pth': tiny_model_files['frozen'],
+        'model.ckpt-50.pt': tiny_model_files['checkpoint'],
+    }
+    inputs = {'settings': orm.Dict({'compress': True})}
+    results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'ok', files, inputs)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    assert results['compressed_model'].kind == 'frozen'
+    assert results['compressed_model'].filename == 'frozen_model_compressed.pth'
+
+
+def test_compression_failure_keeps_the_frozen_model(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    from aiida import orm
+
+    files = {'frozen_model.pth': tiny_model_files['frozen'], 'model.ckpt-50.pt': tiny_model_files['checkpoint']}
+    inputs = {'settings': orm.Dict({'compress': {'step': 0.01}})}
+    results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'compress_failed', files, inputs)
+    assert calcfunction.exit_status == 304
+    assert 'Compression is unsupported for DPA3' in calcfunction.exit_message
+    assert {'model', 'checkpoint', 'metrics'} <= set(results)
+    assert 'compressed_model' not in results
+
+
+def test_no_compression_asked_ignores_a_missing_compressed_model(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    from aiida import orm
+
+    files = {'frozen_model.pth': tiny_model_files['frozen'], 'model.ckpt-50.pt': tiny_model_files['checkpoint']}
+    inputs = {'settings': orm.Dict({'compress': False})}
+    results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'compress_failed', files, inputs)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    assert 'compressed_model' not in results
