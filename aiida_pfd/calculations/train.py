@@ -16,7 +16,7 @@ FOUNDATION_DIR = 'foundation'
 
 
 def compress_options(settings: dict) -> dict | None:
-    """The ``dp --pt compress`` options of ``settings['compress']`` (``True``: the defaults), or None: no compression."""
+    """The ``dp --pt compress`` options of ``settings['compress']`` (``True``: defaults), or None: no compression."""
     value = settings.get('compress', False)
     if value is False or value is None:
         return None

@@ -82,7 +82,7 @@ def test_compression_failure_keeps_the_frozen_model(aiida_profile_clean, parse_r
     assert 'compressed_model' not in results
 
 
-def test_no_compression_asked_ignores_a_missing_compressed_model(aiida_profile_clean, parse_retrieved, tiny_model_files):
+def test_without_compression_a_missing_compressed_model_is_fine(aiida_profile_clean, parse_retrieved, tiny_model_files):
     from aiida import orm
 
     files = {'frozen_model.pth': tiny_model_files['frozen'], 'model.ckpt-50.pt': tiny_model_files['checkpoint']}
