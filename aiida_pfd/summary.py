@@ -38,6 +38,8 @@ def summarize(node: orm.WorkflowNode) -> dict:
         if 'speed' in metrics:
             speed = metrics['speed']
             summary['speedup'] = dict(zip(speed['n_atoms'], speed['speedup']['student']))
+            if 'student_uncompressed' in speed['speedup']:
+                summary['speedup_uncompressed'] = dict(zip(speed['n_atoms'], speed['speedup']['student_uncompressed']))
             summary['ms_per_atom_step'] = {
                 name: dict(zip(speed['n_atoms'], values['ms_per_atom_step']))
                 for name, values in speed['models'].items()
@@ -99,7 +101,11 @@ def summary_tables(summary: dict, wall_time: float | None = None) -> str:
     for atoms, ratio in summary.get('speedup', {}).items():
         times = summary['ms_per_atom_step']
         detail = ', '.join(f'{name} {_number(values.get(atoms), ".4f")}' for name, values in sorted(times.items()))
-        rows.append([f'speed-up per atom-step, {atoms} atoms', f'{_number(ratio, ".1f")}x (ms/atom-step: {detail})'])
+        uncompressed = summary.get('speedup_uncompressed', {})
+        before = f'; uncompressed {_number(uncompressed.get(atoms), ".1f")}x' if uncompressed else ''
+        rows.append(
+            [f'speed-up per atom-step, {atoms} atoms', f'{_number(ratio, ".1f")}x{before} (ms/atom-step: {detail})']
+        )
     if wall_time is not None:
         rows.append(['wall time', f'{wall_time / 60:.1f} min'])
     if summary.get('finetuned_model'):

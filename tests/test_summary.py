@@ -48,8 +48,12 @@ def pfd_node(aiida_profile_clean, emt_dataset):
         'student_vs_teacher': {'force_rmse': 0.03, 'energy_rmse_per_atom': 0.001, 'n_frames': 2},
         'speed': {
             'n_atoms': [64, 512],
-            'speedup': {'student': [20.0, 45.5], 'teacher': [1.0, 1.0]},
-            'models': {'student': {'ms_per_atom_step': [0.1, 0.05]}, 'teacher': {'ms_per_atom_step': [2.0, 2.275]}},
+            'speedup': {'student': [20.0, 45.5], 'student_uncompressed': [8.0, 9.1], 'teacher': [1.0, 1.0]},
+            'models': {
+                'student': {'ms_per_atom_step': [0.1, 0.05]},
+                'student_uncompressed': {'ms_per_atom_step': [0.25, 0.25]},
+                'teacher': {'ms_per_atom_step': [2.0, 2.275]},
+            },
         },
     }
     outputs = {
@@ -76,11 +80,12 @@ def test_summary_reads_the_outputs(pfd_node):
     assert summary['finetuned'] == {'force_rmse': 0.045, 'energy_rmse_meV': pytest.approx(2.1), 'n_frames': 8}
     assert summary['distilled']['force_rmse'] == 0.07
     assert summary['speedup'] == {64: 20.0, 512: 45.5}
+    assert summary['speedup_uncompressed'] == {64: 8.0, 512: 9.1}
     assert summary['distillation_frames'] == 16
 
     text = summary_tables(summary, wall_time=600)
     assert 'fine-tuned model force RMSE on the DFT test set (8 frames)' in text
-    assert '0.0700 eV/Å' in text and '45.5x' in text and '10.0 min' in text
+    assert '0.0700 eV/Å' in text and '45.5x; uncompressed 9.1x' in text and '10.0 min' in text
     assert 'distilled model' in text and f'ModelData<{summary["distilled_model"]}>' in text
 
 

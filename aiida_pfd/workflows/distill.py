@@ -3,7 +3,8 @@
 Outline::
 
     explore (MD with the teacher; the sampled frames carry the teacher's labels) → collect (sample
-    ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train``) → inspect_student →
+    ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train``, then ``dp --pt compress``
+    unless ``compress`` is False) → inspect_student →
     evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT ``reference_set``) →
     if_(speed given): measure_speed (both side by side in one ``pfd.speed`` job, after the evaluations) → results
 """
@@ -111,6 +112,14 @@ class DistillWorkChain(WorkChain):
             'by the job.',
         )
         spec.input(
+            'compress',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='Compress the student (`dp --pt compress`: tabulated embedding nets, several times faster MD). The '
+            'compressed student is the one evaluated, timed and output as `model`; if compression fails, the '
+            'uncompressed one is used.',
+        )
+        spec.input(
             'reference_set',
             valid_type=LabeledDataset,
             required=False,
@@ -142,7 +151,15 @@ class DistillWorkChain(WorkChain):
             cls.results,
         )
 
-        spec.output('model', valid_type=ModelData, required=False, help='The student, frozen.')
+        spec.output(
+            'model', valid_type=ModelData, required=False, help='The student, frozen (and compressed unless not asked).'
+        )
+        spec.output(
+            'uncompressed_model',
+            valid_type=ModelData,
+            required=False,
+            help='The frozen student before compression (when `model` is compressed).',
+        )
         spec.output('checkpoint', valid_type=ModelData, required=False, help="The student's last checkpoint.")
         spec.output('training_set', valid_type=LabeledDataset, required=False, help='Teacher frames trained on.')
         spec.output('test_set', valid_type=LabeledDataset, required=False, help='Teacher frames held out.')
@@ -246,6 +263,8 @@ class DistillWorkChain(WorkChain):
             'parameters': self.inputs.student,
             'metadata': {'call_link_label': 'train_student', 'options': self._options('train')},
         }
+        if self.inputs.compress.value:
+            inputs['settings'] = orm.Dict({'compress': True})
         node = self.submit(DeepmdTrainCalculation, **inputs)
         steps = self.inputs.student['training']['numb_steps']
         descriptor = self.inputs.student['model']['descriptor'].get('type', '?')
@@ -253,19 +272,27 @@ class DistillWorkChain(WorkChain):
         return ToContext(train=node)
 
     def inspect_student(self):
+        """The student to evaluate and time: the compressed one, or the frozen one if compression failed."""
         node = self.ctx.train
         self._attach_datasets()
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(
-                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
-            )
-        self.out('model', node.outputs.model)
+        failure = f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+        compression_failed = node.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_COMPRESSION_FAILED.status
+        if not node.is_finished_ok and not (compression_failed and 'model' in node.outputs):
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=failure)
+        if compression_failed:
+            self.report(f'compression failed, going on with the uncompressed student: {failure}')
+        if 'compressed_model' in node.outputs:
+            self.ctx.student = node.outputs.compressed_model
+            self.out('uncompressed_model', node.outputs.model)
+        else:
+            self.ctx.student = node.outputs.model
+        self.out('model', self.ctx.student)
         self.out('checkpoint', node.outputs.checkpoint)
         return None
 
     def evaluate(self):
         """Student vs the teacher's test labels; student and teacher vs the DFT reference."""
-        models = {'student': self.ctx.train.outputs.model, 'teacher': self.inputs.teacher}
+        models = {'student': self.ctx.student, 'teacher': self.inputs.teacher}
         references = {'test_set': self.ctx.test_set, 'reference_set': self.inputs.get('reference_set')}
         jobs = {}
         for label, (model, reference) in EVALUATIONS.items():
@@ -287,10 +314,14 @@ class DistillWorkChain(WorkChain):
         return 'speed' in self.inputs
 
     def measure_speed(self):
-        """Time teacher and student in one job, after the evaluations so that they do not share the cores."""
+        """Time teacher and student (and the student before compression) in one job, after the evaluations so that
+        they do not share the cores."""
+        models = {'student': self.ctx.student, 'teacher': self.inputs.teacher}
+        if 'compressed_model' in self.ctx.train.outputs:
+            models['student_uncompressed'] = self.ctx.train.outputs.model
         inputs = {
             'code': self.inputs.codes['python'],
-            'models': {'student': self.ctx.train.outputs.model, 'teacher': self.inputs.teacher},
+            'models': models,
             'structure': self.inputs.structures[sorted(self.inputs.structures)[0]],
             'parameters': orm.Dict({'baseline': 'teacher', **self.inputs.speed.get_dict()}),
             'metadata': {'call_link_label': 'speed', 'options': self._options('speed')},
@@ -320,10 +351,11 @@ class DistillWorkChain(WorkChain):
         if speed is not None and speed.is_finished_ok:
             nodes['speed'] = speed.outputs.speed
             result = speed.outputs.speed.get_dict()
-            ratios = ', '.join(
-                f'{n} atoms {r:.0f}x' for n, r in zip(result['n_atoms'], result['speedup']['student']) if r is not None
-            )
-            self.report(f'student speed-up per atom-step over the teacher: {ratios}')
+            for name in sorted(name for name in result['speedup'] if name.startswith('student')):
+                ratios = ', '.join(
+                    f'{n} atoms {r:.0f}x' for n, r in zip(result['n_atoms'], result['speedup'][name]) if r is not None
+                )
+                self.report(f'{name.replace("_", " ")} speed-up per atom-step over the teacher: {ratios}')
         if nodes:
             self.out('metrics', assemble_metrics(**nodes))
         if failed:

@@ -49,6 +49,10 @@ def test_student_is_trained_on_teacher_frames_and_compared(builder, tiny_model, 
     assert isinstance(student, ModelData) and student.model_backend == 'deepmd' and student.kind == 'frozen'
     assert student.sha256 != tiny_model.sha256
     assert student.type_map == ['Cu']  # the explored elements, not the teacher's whole type map
+    # The output student is the compressed one; the frozen one it was compressed from is kept.
+    train = student.creator
+    assert student.filename == 'frozen_model_compressed.pth' and train.outputs.compressed_model.pk == student.pk
+    assert results['uncompressed_model'].pk == train.outputs.model.pk
     assert results['training_set'].n_frames == 15 and results['test_set'].n_frames == 5
 
     metrics = results['metrics'].get_dict()
@@ -59,7 +63,10 @@ def test_student_is_trained_on_teacher_frames_and_compared(builder, tiny_model, 
     speed = metrics['speed']
     assert speed['n_atoms'] == [4, 32] and speed['baseline'] == 'teacher'
     assert speed['speedup']['teacher'] == [1.0, 1.0]
-    assert all(value > 0 for value in speed['speedup']['student'])
+    assert sorted(speed['models']) == ['student', 'student_uncompressed', 'teacher']
+    assert all(value > 0 for value in speed['speedup']['student'] + speed['speedup']['student_uncompressed'])
+    evaluation = next(link.node for link in node.base.links.get_outgoing(link_label_filter='student_vs_teacher').all())
+    assert evaluation.inputs.model.pk == student.pk
 
     # Provenance: the student's training frames come from MD driven by the teacher, and from nothing else.
     query = orm.QueryBuilder()
@@ -72,6 +79,50 @@ def test_student_is_trained_on_teacher_frames_and_compared(builder, tiny_model, 
 
     report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert 'training the se_e2_a student' in report and 'speed-up' in report
+
+
+TINY_DPA3_STUDENT = {
+    'model': {
+        'descriptor': {
+            'type': 'dpa3',
+            'repflow': {
+                'n_dim': 8,
+                'e_dim': 4,
+                'a_dim': 4,
+                'nlayers': 1,
+                'e_rcut': 4.5,
+                'e_rcut_smth': 4.0,
+                'e_sel': 40,
+                'a_rcut': 3.5,
+                'a_rcut_smth': 3.0,
+                'a_sel': 16,
+                'axis_neuron': 4,
+            },
+            'seed': 1,
+        },
+        'fitting_net': {'neuron': [8], 'seed': 1},
+    },
+    'learning_rate': {'type': 'exp', 'start_lr': 0.001, 'stop_lr': 0.0001, 'decay_steps': 10},
+    'loss': {'type': 'ener', 'start_pref_e': 0.02, 'limit_pref_e': 1, 'start_pref_f': 1000, 'limit_pref_f': 1},
+    'training': {'numb_steps': 10, 'disp_freq': 5, 'save_freq': 10, 'seed': 1, 'training_data': {'batch_size': 1}},
+}
+
+
+def test_a_student_that_cannot_be_compressed_is_used_uncompressed(builder):
+    """DeePMD cannot compress DPA-3: the training job exits 304 with its frozen model, and the distillation goes on."""
+    builder.student = orm.Dict(TINY_DPA3_STUDENT)
+    builder.reference_set = None
+    del builder['speed']
+
+    results, node = run_get_node(builder)
+
+    assert node.is_finished_ok, node.exit_message
+    train = results['model'].creator
+    assert train.exit_status == 304 and 'Compression is unsupported for DPA3' in train.exit_message
+    assert results['model'].pk == train.outputs.model.pk and 'uncompressed_model' not in results
+    assert set(results['metrics'].get_dict()) == {'student_vs_teacher'}
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert 'compression failed, going on with the uncompressed student' in report
 
 
 @pytest.mark.parametrize(
