@@ -500,6 +500,12 @@ class PFDWorkChain(WorkChain):
             self.ctx.test_frames.extend(held_out)
         else:
             self.ctx.added, held_out = [fresh[i] for i in report['added_indices']], []
+        if converged:
+            verdict = 'converged'
+        elif last:
+            verdict = f'not converged after the last iteration; its {len(held_out)} frames test the final model'
+        else:
+            verdict = f'not converged, adding {len(self.ctx.added)} frames'
         self.ctx.entry.update(
             force_rmse=metrics['force_rmse'],
             energy_rmse_per_atom=metrics['energy_rmse_per_atom'],
@@ -508,15 +514,10 @@ class PFDWorkChain(WorkChain):
             frames_accurate=len(report['accurate_indices']),
             frames_unphysical=len(report['unphysical_indices']),
             converged=converged,
-            decision=reason,
+            decision=verdict,
+            reason=reason,
         )
         self.ctx.history.append(self.ctx.entry)
-        if converged:
-            verdict = 'converged'
-        elif last:
-            verdict = f'not converged after the last iteration; its {len(held_out)} frames test the final model'
-        else:
-            verdict = f'not converged, adding {len(self.ctx.added)} frames'
         self.report(f'iteration {self.ctx.iteration}: {reason}: {verdict}')
 
     def should_refine(self):

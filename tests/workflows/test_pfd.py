@@ -87,6 +87,9 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
     assert history[0]['dft_failed'] == 1 and history[0]['dft_labelled'] == 2
     assert history[1]['dft_failed'] == 0
     assert all(not entry['converged'] for entry in history)
+    assert history[0]['decision'].startswith('not converged, adding')
+    assert history[-1]['decision'].startswith('not converged after the last iteration')
+    assert all('force_rmse' in entry['reason'] for entry in history)
     assert all(entry['force_rmse'] > 0 for entry in history)
 
     training_set, model = results['training_set'], results['model']
@@ -120,6 +123,7 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
     assert distillation.inputs.teacher.pk == model.pk
     student = results['distill']['model']
     assert student.kind == 'frozen' and student.pk == distillation.outputs.model.pk
+    assert results['distill']['uncompressed_model'].pk == student.creator.outputs.model.pk  # the student is compressed
     metrics = results['distill']['metrics'].get_dict()
     assert metrics['speed']['n_atoms'] == [2, 16]
     assert distillation.inputs.reference_set.pk == results['test_set'].pk
