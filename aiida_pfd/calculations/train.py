@@ -168,28 +168,16 @@ class DeepmdTrainCalculation(CalcJob):
             json.dump(parameters, handle, indent=2)
 
         branch = self.inputs.model_branch.value if 'model_branch' in self.inputs else None
-        train = datastructures.CodeInfo()
-        train.code_uuid = self.inputs.code.uuid
-        train.cmdline_params = deepmd.train_arguments(
+        train_arguments = deepmd.train_arguments(
             foundation_path, branch, use_pretrain_script=bool(settings.get('use_pretrain_script'))
         )
-        train.stdout_name = self.inputs.metadata.options.output_filename
-        train.join_files = True
-        freeze = datastructures.CodeInfo()
-        freeze.code_uuid = self.inputs.code.uuid
-        freeze.cmdline_params = deepmd.freeze_arguments()
-        freeze.stdout_name = FREEZE_LOG
-        freeze.join_files = True
-
-        codes_info = [train, freeze]
+        codes_info = [
+            self._dp_step(train_arguments, self.inputs.metadata.options.output_filename),
+            self._dp_step(deepmd.freeze_arguments(), FREEZE_LOG),
+        ]
         options = compress_options(settings)
         if options is not None:
-            compress = datastructures.CodeInfo()
-            compress.code_uuid = self.inputs.code.uuid
-            compress.cmdline_params = deepmd.compress_arguments(options)
-            compress.stdout_name = COMPRESS_LOG
-            compress.join_files = True
-            codes_info.append(compress)
+            codes_info.append(self._dp_step(deepmd.compress_arguments(options), COMPRESS_LOG))
 
         calcinfo = datastructures.CalcInfo()
         calcinfo.codes_info = codes_info
@@ -205,3 +193,12 @@ class DeepmdTrainCalculation(CalcJob):
             deepmd.CHECKPOINT_GLOB,
         ]
         return calcinfo
+
+    def _dp_step(self, arguments: list[str], log: str) -> datastructures.CodeInfo:
+        """One ``dp`` command of the job, its standard output and error joined into ``log``."""
+        step = datastructures.CodeInfo()
+        step.code_uuid = self.inputs.code.uuid
+        step.cmdline_params = arguments
+        step.stdout_name = log
+        step.join_files = True
+        return step
