@@ -3,8 +3,9 @@
 * :func:`perturb_structure`: random cell strain and atom displacements of a structure (dpdata's ``perturb``).
 * :func:`select_candidates`: before DFT, drop unphysical frames (atoms closer than ``min_distance``) and pick at most
   ``max_frames`` diverse ones, at random (seeded) or by greatest entropy gain (QUESTS descriptors).
-* :func:`classify_by_error` / :func:`select_by_error`: after DFT, keep the frames whose max-atom force error lies in
-  the band [lower, upper] (indices only, or the split datasets).
+* :func:`error_band_groups` / :func:`select_by_error`: after DFT, the frames whose max-atom force error lies in the
+  band [lower, upper] (indices; or the split datasets). The PFD loop's roles are decided by
+  :func:`aiida_pfd.ledger.assess_iteration`.
 * :func:`is_converged`: the loop's stopping rule.
 """
 
@@ -137,16 +138,6 @@ def error_band_groups(errors, lower: float, upper: float) -> dict[str, np.ndarra
         'accurate': np.flatnonzero(errors < lower),
         'unphysical': np.flatnonzero(~(errors <= upper)),  # NaN counts as unphysical
     }
-
-
-@calcfunction
-def classify_by_error(max_force_error: orm.ArrayData, band: orm.Dict) -> orm.Dict:
-    """Which fresh DFT frames to add (``added_indices``), and which are ``accurate`` or ``unphysical``.
-
-    The PFD loop merges the kept one-frame datasets itself, so the training set descends only from those frames.
-    """
-    groups = error_band_groups(max_force_error.get_array('max_force_error'), band['lower'], band['upper'])
-    return orm.Dict({f'{name}_indices': [int(i) for i in indices] for name, indices in groups.items()})
 
 
 @calcfunction

@@ -27,9 +27,15 @@ def summarize(node: orm.WorkflowNode) -> dict:
         'history': history,
         'training_frames': outputs.training_set.n_frames if 'training_set' in outputs else 0,
         'test_frames': outputs.test_set.n_frames if 'test_set' in outputs else 0,
+        'dft_frames': outputs.dft_frames.base.attributes.get('role_counts', {}) if 'dft_frames' in outputs else {},
+        'in_loop': _in_loop(history[-1]) if history and history[-1].get('force_rmse') is not None else None,
         'finetuned': _errors(outputs.metrics.get_dict()) if 'metrics' in outputs else None,
         'finetuned_model': outputs.model.pk if 'model' in outputs else None,
     }
+    if 'foundation_metrics' in outputs:
+        foundation = outputs.foundation_metrics.get_dict()
+        summary['zero_shot'] = _errors(foundation['zero_shot'])
+        summary['aligned_zero_shot'] = _errors(foundation['aligned']) if 'aligned' in foundation else None
     distill = outputs['distill'] if 'distill' in outputs else {}
     if 'metrics' in distill:
         metrics = distill['metrics'].get_dict()
@@ -50,6 +56,15 @@ def summarize(node: orm.WorkflowNode) -> dict:
     return summary
 
 
+def _in_loop(entry: dict) -> dict:
+    """The last iteration's errors, on the fresh frames convergence was judged on."""
+    return {
+        'force_rmse': entry['force_rmse'],
+        'energy_rmse_meV': entry['energy_rmse_per_atom'] * 1000,
+        'n_frames': entry.get('frames_judged'),
+    }
+
+
 def _errors(metrics: dict) -> dict:
     return {
         'force_rmse': metrics['force_rmse'],
@@ -67,29 +82,60 @@ def summary_tables(summary: dict, wall_time: float | None = None) -> str:
                 entry['iteration'],
                 entry.get('dft_labelled', '-'),
                 entry.get('dft_failed', '-'),
+                entry.get('frames_held_out', '-'),
                 entry.get('frames_added', '-'),
+                entry.get('frames_judged', '-'),
                 _number(entry.get('force_rmse'), '.4f'),
                 _number(_meV(entry.get('energy_rmse_per_atom')), '.2f'),
                 entry.get('decision', ''),
             ]
             for entry in summary['history']
         ]
-        headers = ['iteration', 'DFT', 'failed', 'added', 'force RMSE (eV/Å)', 'energy RMSE (meV/atom)', 'decision']
-        lines += ['Fine-tuning iterations (errors of the current model on the freshly labelled frames):']
+        headers = [
+            'iteration',
+            'DFT',
+            'failed',
+            'held out',
+            'added',
+            'judged',
+            'force RMSE (eV/Å)',
+            'energy RMSE (meV/atom)',
+            'decision',
+        ]
+        lines += [
+            'Fine-tuning iterations (errors of the model that explored, on the fresh frames not held out; "judged"):'
+        ]
         lines += [tabulate(rows, headers=headers), '']
 
     rows = [
         ['PFDWorkChain', f'<{summary["pk"]}> exit {summary["exit_status"]} {summary["exit_message"] or ""}'.strip()],
         ['DFT calculations', f'{summary["dft_calculations"]} ({summary["dft_failed"]} failed)'],
         ['iterations', summary['iterations']],
-        ['DFT frames trained on / test set', f'{summary["training_frames"]} / {summary["test_frames"]}'],
+        ['DFT frames trained on / held out (test set)', f'{summary["training_frames"]} / {summary["test_frames"]}'],
     ]
-    test = f'on the DFT test set ({summary["test_frames"]} frames)'
-    for key, name in (('finetuned', 'fine-tuned model'), ('distilled', 'distilled model')):
+    if summary.get('dft_frames'):
+        counts = ', '.join(f'{role.replace("_", " ")} {count}' for role, count in summary['dft_frames'].items())
+        rows.append(['DFT frames by role', counts])
+    if summary.get('in_loop'):
+        errors = summary['in_loop']
+        rows.append(
+            [
+                f'in-loop: last iteration, {errors["n_frames"]} fresh frames',
+                f'{errors["force_rmse"]:.4f} eV/Å, {errors["energy_rmse_meV"]:.2f} meV/atom',
+            ]
+        )
+    test = f'on the {summary["test_frames"]} held-out DFT frames'
+    models = (
+        ('zero_shot', 'foundation zero-shot'),
+        ('aligned_zero_shot', 'foundation, energy zero aligned'),
+        ('finetuned', 'fine-tuned model'),
+        ('distilled', 'distilled model'),
+    )
+    for key, name in models:
         if summary.get(key):
             errors = summary[key]
-            rows.append([f'{name} force RMSE {test}', f'{errors["force_rmse"]:.4f} eV/Å'])
-            rows.append([f'{name} energy RMSE {test}', f'{errors["energy_rmse_meV"]:.2f} meV/atom'])
+            figures = f'{errors["force_rmse"]:.4f} eV/Å, {errors["energy_rmse_meV"]:.2f} meV/atom'
+            rows.append([f'{name} {test}', figures])
     if summary.get('distilled_vs_teacher'):
         errors = summary['distilled_vs_teacher']
         rows.append(

@@ -26,7 +26,9 @@ ONE_THREAD = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 #: Fine-tuning loop (overrides of the `balanced` preset of protocols/pfd.yaml).
 FINETUNING = {
-    'perturbation': {'frames': 4, 'cell_fraction': 0.03, 'atom_displacement': 0.1},
+    'perturbation': {'frames': 10, 'cell_fraction': 0.03, 'atom_displacement': 0.1},
+    # 4 of the 10 initial frames and 4 of each iteration's 8 fresh ones are held out: the test set, never trained on.
+    'test_fraction': 0.4,
     'exploration': {
         'stages': [
             [{'ensemble': 'nvt', 'temperatures': [300, 600, 1000], 'nsteps': 300, 'timestep': 2.0, 'sample_every': 30}],
@@ -42,7 +44,7 @@ FINETUNING = {
             ],
         ]
     },
-    'selection': {'max_frames': 5, 'diversity': 'entropy', 'error_band': [0.03, 1.5]},
+    'selection': {'max_frames': 8, 'diversity': 'entropy', 'error_band': [0.03, 1.5]},
     'convergence': {'force_rmse': 0.06, 'energy_rmse': 0.003},
 }
 

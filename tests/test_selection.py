@@ -10,7 +10,7 @@ from ase.build import bulk
 
 from aiida_pfd.data import LabeledDataset
 from aiida_pfd.selection import (
-    classify_by_error,
+    error_band_groups,
     is_converged,
     min_interatomic_distance,
     perturb_structure,
@@ -131,7 +131,10 @@ def test_convergence_decision(metrics, targets, expected):
     assert 'force_rmse' in reason
 
 
-def test_non_finite_force_error_counts_as_unphysical(aiida_profile_clean):
-    errors = orm.ArrayData({'max_force_error': np.array([0.5, np.nan, 0.01])})
-    report = classify_by_error(errors, orm.Dict({'lower': 0.1, 'upper': 1.0})).get_dict()
-    assert report == {'added_indices': [0], 'accurate_indices': [2], 'unphysical_indices': [1]}
+def test_non_finite_force_error_counts_as_unphysical():
+    groups = error_band_groups(np.array([0.5, np.nan, 0.01]), 0.1, 1.0)
+    assert {name: list(indices) for name, indices in groups.items()} == {
+        'added': [0],
+        'accurate': [2],
+        'unphysical': [1],
+    }

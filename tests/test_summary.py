@@ -8,6 +8,7 @@ from aiida.common.links import LinkType
 from click.testing import CliRunner
 
 from aiida_pfd.cli.cmd_summary import cmd_summary
+from aiida_pfd.data import LabeledDataset
 from aiida_pfd.summary import summarize, summary_tables
 
 
@@ -37,6 +38,8 @@ def pfd_node(aiida_profile_clean, emt_dataset):
                 'dft_labelled': 2,
                 'dft_failed': 1,
                 'frames_added': 0,
+                'frames_held_out': 1,
+                'frames_judged': 1,
                 'force_rmse': 0.05,
                 'energy_rmse_per_atom': 0.002,
                 'decision': 'converged',
@@ -56,8 +59,16 @@ def pfd_node(aiida_profile_clean, emt_dataset):
             },
         },
     }
+    ledger = LabeledDataset.from_ase(emt_dataset.to_ase()[:2], type_map=emt_dataset.type_map)
+    ledger.base.attributes.set('role_counts', {'initial': 1, 'held_out': 1})
+    foundation = {
+        'zero_shot': {'force_rmse': 0.2, 'energy_rmse_per_atom': 5.0, 'n_frames': 8},
+        'aligned': {'force_rmse': 0.2, 'energy_rmse_per_atom': 0.004, 'n_frames': 8},
+    }
     outputs = {
         'history': orm.Dict(history).store(),
+        'dft_frames': ledger.store(),
+        'foundation_metrics': orm.Dict(foundation).store(),
         'metrics': metrics(0.045, 0.0021, 8),
         'training_set': emt_dataset,
         'test_set': emt_dataset,
@@ -83,8 +94,14 @@ def test_summary_reads_the_outputs(pfd_node):
     assert summary['speedup_uncompressed'] == {64: 8.0, 512: 9.1}
     assert summary['distillation_frames'] == 16
 
+    assert summary['zero_shot']['force_rmse'] == 0.2 and summary['aligned_zero_shot']['energy_rmse_meV'] == 4.0
+    assert summary['in_loop'] == {'force_rmse': 0.05, 'energy_rmse_meV': 2.0, 'n_frames': 1}
+    assert summary['dft_frames'] == {'initial': 1, 'held_out': 1}
+
     text = summary_tables(summary, wall_time=600)
-    assert 'fine-tuned model force RMSE on the DFT test set (8 frames)' in text
+    assert 'fine-tuned model on the 8 held-out DFT frames' in text and '0.0450 eV/Å, 2.10 meV/atom' in text
+    assert 'foundation zero-shot on the 8 held-out DFT frames' in text and '0.2000 eV/Å, 5000.00 meV/atom' in text
+    assert 'in-loop: last iteration, 1 fresh frames' in text and 'initial 1, held out 1' in text
     assert '0.0700 eV/Å' in text and '45.5x; uncompressed 9.1x' in text and '10.0 min' in text
     assert 'distilled model' in text and f'ModelData<{summary["distilled_model"]}>' in text
 

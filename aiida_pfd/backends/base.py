@@ -36,6 +36,15 @@ class Backend(abc.ABC):
     #: (a key of the PFD workchains' ``codes`` namespace).
     train_process: t.ClassVar[str] = ''
     train_code: t.ClassVar[str] = 'python'
+    #: Where the training seed sits in the family's training settings, as (section, key).
+    seed_key: t.ClassVar[tuple[str, str]] = ('training', 'seed')
+
+    def with_seed(self, parameters: dict, seed: int) -> tuple[dict, int]:
+        """``parameters`` with the training seed set to ``seed`` unless they set one; and the seed they train with."""
+        section, key = self.seed_key
+        parameters = {**parameters, section: dict(parameters.get(section, {}))}
+        parameters[section].setdefault(key, int(seed))
+        return parameters, parameters[section][key]
 
     def finetune_inputs(
         self,

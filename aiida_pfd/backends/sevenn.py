@@ -44,6 +44,7 @@ class SevennBackend(Backend):
 
     train_process = 'pfd.sevenn.train'
     train_code = 'python'
+    seed_key = ('train', 'random_seed')
     needs_energy_alignment = True
 
     def finetune_inputs(self, *, code, foundation, training_set, parameters, model_branch=None, options=None) -> dict:

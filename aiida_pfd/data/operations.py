@@ -30,6 +30,11 @@ def _select(dataset: LabeledDataset, indices) -> list:
 @calcfunction
 def merge_datasets(**datasets: LabeledDataset) -> LabeledDataset:
     """Merge datasets (in keyword order) into one; the type map is the union, first dataset's order first."""
+    return merged(datasets)
+
+
+def merged(datasets: dict[str, LabeledDataset]) -> LabeledDataset:
+    """A new (unstored) dataset of ``datasets`` merged in key order; for use inside calcfunctions."""
     if not datasets:
         raise ValueError('nothing to merge.')
     ordered = [datasets[key] for key in sorted(datasets)]

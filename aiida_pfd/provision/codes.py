@@ -54,7 +54,7 @@ def default_specs(executables: dict[str, str | None]) -> list[CodeSpec | str]:
             prepend_text=SERIAL_THREADS,
         ),
         'dp': dict(description='DeePMD-kit command line (PyTorch backend)', with_mpi=False),
-        'lmp': dict(description='LAMMPS with the DeePMD-kit pair style', default_calc_job_plugin='lammps.raw'),
+        'lmp': dict(description='LAMMPS with the DeePMD-kit pair style', with_mpi=False),
         'python': dict(description='Python interpreter with aiida-pfd, for the PFD scripts', with_mpi=False),
     }
     specs: list[CodeSpec | str] = []

@@ -2,17 +2,21 @@
 
 Outline::
 
-    setup → perturb → label_initial (DFT) → collect →
+    setup → perturb → label_initial (DFT) → collect (hold out a seeded share) →
     if_(the foundation's family does not refit its energy zero): evaluate_foundation → align_foundation →
     finetune →
     while_(not converged and iteration < max_iterations):
-        explore → select_candidates → label (DFT) → evaluate → check_convergence →
+        explore → select_candidates → label (DFT) → evaluate → check_convergence (hold out a seeded share, judge the
+        rest, assign roles) →
         if_(frames to add: not converged, not the last iteration): add_frames → finetune
-    → final_evaluation → if_(distill given): distill (DistillWorkChain on the fine-tuned model) → results
+    → final_evaluation (final model, foundation zero-shot and aligned foundation on the held-out frames) →
+    inspect_final_evaluation → if_(distill given): distill (DistillWorkChain on the fine-tuned model, the held-out
+    frames as its reference) → results
 
 Every DFT frame is its own one-frame ``pfd.dataset`` made by a calcfunction from its DFT run, and the training set is
 merged from exactly the frames trained on, so the provenance graph leads from the model to the DFT runs behind it and
-to no other.
+to no other. Each frame's role (see :mod:`aiida_pfd.ledger`) is decided by a calcfunction; the output ``dft_frames``
+holds every DFT frame with its role and iteration, on every exit code. Every random choice derives from ``seed``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from ..backends import get_backend
 from ..data import LabeledDataset, ModelData
 from ..data.alignment import fit_energy_offsets, shift_model_energy
 from ..data.operations import merge_datasets
+from ..ledger import assess_iteration, assign_initial_roles, build_ledger
 from ..protocols import get_protocol
-from ..selection import DIVERSITY_METHODS, classify_by_error, is_converged, perturb_structure, select_candidates
-from .distill import DistillWorkChain, distill_preset, preset_inputs
+from ..seeds import derive_seed
+from ..selection import DIVERSITY_METHODS, perturb_structure, select_candidates
+from .distill import DistillWorkChain, assemble_metrics, distill_preset, preset_inputs
 from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
-from .labelling import ADAPTORS
+from .labelling import ADAPTORS, get_adaptor
 
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
 
@@ -45,13 +51,36 @@ def split_into_structures(dataset: LabeledDataset) -> dict:
 
 
 @calcfunction
-def assemble_history(iterations: orm.List, **metrics: orm.Dict) -> orm.Dict:
-    """The loop's history: one entry per iteration (the evaluation metrics it used are linked as inputs)."""
-    return orm.Dict({'iterations': iterations.get_list(), 'n_iterations': len(iterations.get_list())})
+def assemble_history(iterations: orm.List, run: orm.Dict, **nodes: orm.Dict) -> orm.Dict:
+    """The loop's history: one entry per iteration, and the run's seeds and initial frames (the evaluation metrics and
+    role assignments it used are linked as inputs)."""
+    return orm.Dict({'iterations': iterations.get_list(), 'n_iterations': len(iterations.get_list()), **run.get_dict()})
+
+
+def validate_perturbation(value, _=None) -> str | None:
+    if 'seed' in value.get_dict():
+        return 'perturbation.seed: every seed derives from the `seed` input; set that instead.'
+    if int(value.get('frames', 5)) < 1:
+        return 'perturbation.frames: give at least 1 frame per structure.'
+    return None
+
+
+def validate_test_fraction(value, _=None) -> str | None:
+    if not 0.0 < value.value < 1.0:
+        return 'test_fraction: give the held-out share of each batch of DFT frames, strictly between 0 and 1.'
+    return None
+
+
+def validate_seed(value, _=None) -> str | None:
+    if value.value < 0:
+        return 'seed: give a non-negative integer.'
+    return None
 
 
 def validate_selection(value, _=None) -> str | None:
     selection = value.get_dict()
+    if 'seed' in selection:
+        return 'selection.seed: every seed derives from the `seed` input; set that instead.'
     if selection.get('diversity', 'random') not in DIVERSITY_METHODS:
         return f'selection.diversity: choose one of {DIVERSITY_METHODS}.'
     band = selection.get('error_band')
@@ -85,12 +114,15 @@ def validate_convergence(value, _=None) -> str | None:
 
 def validate_inputs(inputs, _=None) -> str | None:
     """Cross-checks: one DFT adaptor, the foundation covers the elements, the exploration names known structures."""
-    given = [adaptor.namespace for adaptor in ADAPTORS if inputs.get(adaptor.namespace)]
+    given = [adaptor for adaptor in ADAPTORS if inputs.get(adaptor.namespace)]
     if len(given) != 1:
         names = ', '.join(f'`{adaptor.namespace}`' for adaptor in ADAPTORS)
         return f'give the inputs of exactly one DFT code ({names}); got {len(given)}.'
 
     structures = inputs.get('structures', {})
+    perturbation = inputs.get('perturbation')
+    if perturbation is not None and len(structures) * int(perturbation.get('frames', 5)) < 2:
+        return 'perturbation.frames: give at least 2 initial frames in all, so that one can be held out as a test.'
     foundation = inputs.get('foundation_model')
     if foundation is not None:
         elements = sorted({kind.symbol for structure in structures.values() for kind in structure.kinds})
@@ -104,6 +136,9 @@ def validate_inputs(inputs, _=None) -> str | None:
         if branch is not None and branch.value not in foundation.heads:
             return f'model_branch: `{branch.value}` is not a branch of the foundation ({foundation.heads}).'
 
+    problem = given[0].check_structures(inputs[given[0].namespace], structures)
+    if problem:
+        return problem
     if inputs.get('distill') and 'dp' not in inputs.get('codes', {}):
         return 'codes.dp: distillation trains a DeePMD student; give the `dp` code.'
     unknown = unknown_structures(inputs.get('exploration'), structures)
@@ -125,8 +160,24 @@ class PFDWorkChain(WorkChain):
         spec.input(
             'perturbation',
             valid_type=orm.Dict,
-            help='Initial frames: `frames` per structure, `cell_fraction`, `atom_displacement` (Å), `supercell`, '
-            '`seed`.',
+            validator=validate_perturbation,
+            help='Initial frames: `frames` per structure, `cell_fraction`, `atom_displacement` (Å), `supercell`.',
+        )
+        spec.input(
+            'seed',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(0),
+            validator=validate_seed,
+            help='Every random choice derives from it: perturbations, MD task groups, selections, held-out frames, '
+            'training seeds, the distillation (recorded in `history`).',
+        )
+        spec.input(
+            'test_fraction',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.3),
+            validator=validate_test_fraction,
+            help='Share of every batch of DFT frames (initial and fresh) held out from the start, rounded up: the test '
+            'set, never trained on and never used to judge convergence.',
         )
         for adaptor in ADAPTORS:
             adaptor.expose(spec)
@@ -141,7 +192,7 @@ class PFDWorkChain(WorkChain):
             'selection',
             valid_type=orm.Dict,
             validator=validate_selection,
-            help='`max_frames` per iteration, `min_distance` (Å), `diversity` (random|entropy), `seed`, '
+            help='`max_frames` per iteration, `min_distance` (Å), `diversity` (random|entropy), '
             '`error_band` [lower, upper] on the max-atom force error (eV/Å).',
         )
         spec.input(
@@ -156,7 +207,8 @@ class PFDWorkChain(WorkChain):
             'convergence',
             valid_type=orm.Dict,
             validator=validate_convergence,
-            help='`force_rmse` (eV/Å), `energy_rmse` (eV/atom, optional), `max_iterations`.',
+            help='`force_rmse` (eV/Å), `energy_rmse` (eV/atom, optional), `max_iterations`; judged on the fresh '
+            'frames of an iteration that are not held out.',
         )
         spec.input(
             'options',
@@ -201,6 +253,7 @@ class PFDWorkChain(WorkChain):
                 ),
             ),
             cls.final_evaluation,
+            cls.inspect_final_evaluation,
             if_(cls.should_distill)(
                 cls.distill,
             ),
@@ -216,9 +269,30 @@ class PFDWorkChain(WorkChain):
             help='The foundation with its energy zero shifted onto the DFT code (when aligned).',
         )
         spec.output('training_set', valid_type=LabeledDataset, required=False, help='All DFT frames trained on.')
-        spec.output('test_set', valid_type=LabeledDataset, required=False, help='DFT frames never trained on.')
-        spec.output('history', valid_type=orm.Dict, required=False, help='Per iteration: counts, RMSEs, decision.')
+        spec.output(
+            'test_set',
+            valid_type=LabeledDataset,
+            required=False,
+            help='The held-out DFT frames: never trained on, never used for a decision.',
+        )
+        spec.output(
+            'dft_frames',
+            valid_type=LabeledDataset,
+            required=False,
+            help='Every DFT-labelled frame of the run, with per-frame attributes `frame_roles` (initial, held_out, '
+            'trained_on, accurate, unphysical, not_trained, unassessed) and `frame_iterations`; on every exit code.',
+        )
+        spec.output(
+            'history', valid_type=orm.Dict, required=False, help='Per iteration: counts, RMSEs, decision; the seeds.'
+        )
         spec.output('metrics', valid_type=orm.Dict, required=False, help='Final model vs the test set.')
+        spec.output(
+            'foundation_metrics',
+            valid_type=orm.Dict,
+            required=False,
+            help='The foundation zero-shot vs the test set (`zero_shot`; `aligned` too when its energy zero was '
+            'aligned).',
+        )
         spec.expose_outputs(DistillWorkChain, namespace='distill', namespace_options={'required': False})
 
         spec.exit_code(400, 'ERROR_NOT_CONVERGED', message='Not converged after {iterations} iterations; outputs kept.')
@@ -228,6 +302,9 @@ class PFDWorkChain(WorkChain):
         spec.exit_code(404, 'ERROR_EXPLORATION_FAILED', message='Every exploration job failed: {message}')
         spec.exit_code(405, 'ERROR_EVALUATION_FAILED', message='The model evaluation failed: {message}')
         spec.exit_code(406, 'ERROR_DISTILLATION_FAILED', message='The distillation failed: {message}')
+        spec.exit_code(
+            407, 'ERROR_FINAL_EVALUATION_FAILED', message='The evaluation on the held-out frames failed: {message}'
+        )
 
     @classmethod
     def get_builder_from_protocol(
@@ -265,8 +342,11 @@ class PFDWorkChain(WorkChain):
         parameters = training.pop('parameters', {})
         training['parameters'] = parameters.get(backend, parameters) if backend in parameters else parameters
 
-        first = next(iter(structures.values()))
-        pw = get_pw_builder(codes['pw'], first, protocol=preset.get('dft_protocol'), overrides=dft_overrides)
+        from .labelling.quantumespresso import all_kinds_structure
+
+        pw = get_pw_builder(
+            codes['pw'], all_kinds_structure(structures), protocol=preset.get('dft_protocol'), overrides=dft_overrides
+        )
 
         builder = cls.get_builder()
         builder.structures = structures
@@ -279,6 +359,10 @@ class PFDWorkChain(WorkChain):
         builder.selection = orm.Dict(preset['selection'])
         builder.training = orm.Dict(training)
         builder.convergence = orm.Dict(preset['convergence'])
+        if 'test_fraction' in preset:
+            builder.test_fraction = orm.Float(preset['test_fraction'])
+        if 'seed' in preset:
+            builder.seed = orm.Int(preset['seed'])
         dft = builder.dft
         dft.pw.code = pw.pw.code
         dft.pw.parameters = pw.pw.parameters
@@ -300,26 +384,39 @@ class PFDWorkChain(WorkChain):
     # -- steps ----------------------------------------------------------------------------------------------------
 
     def setup(self):
-        self.ctx.adaptor = next(adaptor for adaptor in ADAPTORS if self.inputs.get(adaptor.namespace))
+        given = (adaptor.namespace for adaptor in ADAPTORS if self.inputs.get(adaptor.namespace))
+        self.ctx.adaptor_namespace = next(given)
+        self.ctx.seed = self.inputs.seed.value
         self.ctx.iteration = 0
         self.ctx.converged = False
         self.ctx.history = []
-        self.ctx.training_frames = []  # one-frame datasets, in the order they were added
-        self.ctx.test_frames = []
+        self.ctx.seeds = {'seed': self.ctx.seed}
+        self.ctx.initial = {}
+        # The ledger: every DFT frame (one-frame datasets) in the order labelled, with its role and iteration.
+        self.ctx.frames, self.ctx.roles, self.ctx.frame_iterations = [], [], []
+        self.ctx.training_frames = []  # frames trained on, in the order they were added
+        self.ctx.fresh_frames = []
         self.ctx.metric_nodes = {}
         self.ctx.foundation = self.inputs.foundation_model
         self.ctx.model = None
         self.ctx.checkpoint = None
         self.ctx.training_set = None
+        self.ctx.test_set = None
+
+    def _adaptor(self):
+        return get_adaptor(self.ctx.adaptor_namespace)
 
     def perturb(self):
-        """Random perturbations of each input structure: the frames of the first fine-tuning."""
+        """Random perturbations of each input structure (each with its own seed): the first DFT frames."""
         self.ctx.initial_structures = {}
-        for name, structure in sorted(self.inputs.structures.items()):
-            parameters = self.inputs.perturbation
+        seeds = {}
+        for index, (name, structure) in enumerate(sorted(self.inputs.structures.items())):
+            seeds[name] = derive_seed(self.ctx.seed, 'perturb', index)
+            parameters = orm.Dict({**self.inputs.perturbation.get_dict(), 'seed': seeds[name]})
             frames = perturb_structure(structure, parameters)
             for key, frame in split_into_structures(frames).items():
                 self.ctx.initial_structures[f'{name}_{key}'] = frame
+        self.ctx.seeds['perturbation'] = seeds
         self.report(
             f'perturbed {len(self.inputs.structures)} structure(s) into {len(self.ctx.initial_structures)} frames'
         )
@@ -328,28 +425,43 @@ class PFDWorkChain(WorkChain):
         return self._submit_labels(self.ctx.initial_structures, prefix='dft_initial')
 
     def collect(self):
+        """Hold out a seeded share of the initial frames; the rest is the first training set."""
         frames, failures = self._collect_labels()
+        self.ctx.initial = {'dft_labelled': len(frames) + len(failures), 'dft_failed': len(failures)}
         if not frames or len(frames) < len(failures):
+            self._record(frames, ['unassessed'] * len(frames), 0)
             return self._stop(
                 self.exit_codes.ERROR_DFT_FAILURES,
                 message=f'initial frames: {len(failures)} of '
                 f'{len(frames) + len(failures)} failed ({", ".join(failures)})',
             )
-        self.ctx.training_frames = frames
-        self.ctx.training_set = merge_datasets(**self._frame_kwargs(frames))
-        self.report(f'{len(frames)} initial DFT frames labelled, {len(failures)} failed')
+        seed = derive_seed(self.ctx.seed, 'held_out', 0)
+        parameters = {'n_frames': len(frames), 'test_fraction': self.inputs.test_fraction.value, 'seed': seed}
+        assignment = assign_initial_roles(orm.Dict(parameters))
+        self.ctx.metric_nodes['roles_initial'] = assignment
+        self._record(frames, assignment['roles'], 0)
+        self.ctx.training_frames = self._frames_with_role('initial')
+        self.ctx.training_set = merge_datasets(**self._frame_kwargs(self.ctx.training_frames))
+        held_out = len(assignment['held_out_indices'])
+        self.ctx.initial.update(held_out=held_out, trained_on=len(frames) - held_out, held_out_seed=seed)
+        self.report(
+            f'{len(frames)} initial DFT frames labelled ({len(failures)} failed): training on '
+            f'{len(frames) - held_out}, holding out {held_out}'
+        )
 
     def should_align_energy(self):
         backend = get_backend(self.inputs.foundation_model.model_backend)
         return backend.needs_energy_alignment and self.inputs.training.get('align_energy', True)
 
     def evaluate_foundation(self):
-        """Zero-shot errors of the foundation on the initial DFT frames."""
-        node = self._submit_evaluation(self.ctx.training_set, 'evaluate_foundation', model=self.inputs.foundation_model)
+        """Zero-shot errors of the foundation on the initial DFT frames it is fine-tuned on."""
+        node = self._submit_evaluation(
+            self.ctx.training_set, 'evaluate_foundation', model=self.inputs.foundation_model, head=self._branch()
+        )
         return ToContext(foundation_evaluation=node)
 
     def align_foundation(self):
-        """Shift the foundation's per-element energy zero onto the DFT code's (least squares on the first frames)."""
+        """Shift the foundation's per-element energy zero onto the DFT code's (least squares on the training frames)."""
         node = self.ctx.foundation_evaluation
         if not node.is_finished_ok:
             return self._stop(
@@ -360,7 +472,6 @@ class PFDWorkChain(WorkChain):
         self.ctx.metric_nodes['foundation'] = metrics
         alignment = fit_energy_offsets(node.outputs.errors, self.ctx.training_set)
         self.ctx.foundation = shift_model_energy(self.inputs.foundation_model, alignment)
-        self.ctx.alignment = alignment
         offsets = ', '.join(f'{element} {value:+.4f}' for element, value in alignment['offsets'].items())
         self.report(
             f'foundation zero-shot on {metrics["n_frames"]} DFT frames: force RMSE {metrics["force_rmse"]:.4f} eV/Å, '
@@ -380,15 +491,19 @@ class PFDWorkChain(WorkChain):
             foundation = self.ctx.foundation
             branch = self.inputs.model_branch.value if 'model_branch' in self.inputs else None
             training_set = self.ctx.training_set
+        parameters, seed = backend.with_seed(
+            training.get('parameters', {}), derive_seed(self.ctx.seed, 'train', self.ctx.iteration)
+        )
+        self.ctx.seeds.setdefault('training', {})[str(self.ctx.iteration)] = seed
         inputs = backend.finetune_inputs(
             code=self.inputs.codes[backend.train_code],
             foundation=foundation,
             training_set=training_set,
-            parameters=training.get('parameters', {}),
+            parameters=parameters,
             model_branch=branch,
             options=self._options('train'),
         )
-        inputs['metadata']['call_link_label'] = f'finetune_{self.ctx.iteration}'
+        inputs['metadata']['call_link_label'] = f'finetune_{self.ctx.iteration:02d}'
         node = self.submit(CalculationFactory(backend.train_process), **inputs)
         origin = 'previous model' if start_from_previous else 'foundation'
         self.report(f'fine-tuning {node.process_label}<{node.pk}> from the {origin} on {training_set.n_frames} frames')
@@ -404,6 +519,7 @@ class PFDWorkChain(WorkChain):
         self.ctx.model = node.outputs.model
         self.ctx.checkpoint = node.outputs.checkpoint if 'checkpoint' in node.outputs else node.outputs.model
         self.ctx.trained_frames = len(self.ctx.training_frames)
+        return None
 
     def should_iterate(self):
         return not self.ctx.converged and self.ctx.iteration < self.inputs.convergence['max_iterations']
@@ -411,41 +527,45 @@ class PFDWorkChain(WorkChain):
     def explore(self):
         """MD with the current model, one ``pfd.md.ase`` job per task group of this iteration's stage."""
         self.ctx.iteration += 1
-        self.ctx.entry = {'iteration': self.ctx.iteration}
+        iteration = self.ctx.iteration
+        self.ctx.entry = {'iteration': iteration, 'seeds': {}}
         stages = self.inputs.exploration['stages']
-        stage = stages[min(self.ctx.iteration, len(stages)) - 1]
-        jobs = {}
+        stage = stages[min(iteration, len(stages)) - 1]
+        jobs, seeds = {}, []
         for index, group in enumerate(stage):
             inputs = md_inputs(
                 group,
                 self.inputs.structures,
                 self.ctx.model,
                 self.inputs.codes['python'],
-                seed=self.ctx.iteration,
-                label=f'explore_{self.ctx.iteration}_{index}',
+                seed=derive_seed(self.ctx.seed, 'md', iteration, index),
+                label=f'explore_{iteration:02d}_{index:03d}',
                 options=self._options('md'),
             )
-            jobs[f'md_{index}'] = self.submit(AseMdCalculation, **inputs)
-        self.report(f'iteration {self.ctx.iteration}: exploring with {len(jobs)} MD job(s)')
+            seeds.append(inputs['parameters']['seed'])
+            jobs[f'md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        self.ctx.entry['seeds']['md'] = seeds
+        self.report(f'iteration {iteration}: exploring with {len(jobs)} MD job(s)')
         return ToContext(**jobs)
 
     def select_candidates(self):
-        md_jobs = [self.ctx[key] for key in sorted(self.ctx) if key.startswith('md_')]
+        keys = sorted(key for key in self.ctx if key.startswith('md_'))
         frames = {}
-        for index, node in enumerate(md_jobs):
+        for key in keys:
+            node = self.ctx[key]
             if 'frames' in node.outputs:  # unstable trajectories (exit 400) keep the frames before the blow-up
-                frames[f'md_{index}'] = node.outputs.frames
+                frames[key] = node.outputs.frames
             else:
                 self.report(f'{node.process_label}<{node.pk}> gave no frames: [{node.exit_status}] {node.exit_message}')
-        for key in [key for key in self.ctx if key.startswith('md_')]:
+        for key in keys:
             del self.ctx[key]
         if not frames:
-            return self._stop(self.exit_codes.ERROR_EXPLORATION_FAILED, message=f'{len(md_jobs)} MD job(s) failed')
+            return self._stop(self.exit_codes.ERROR_EXPLORATION_FAILED, message=f'{len(keys)} MD job(s) failed')
 
         candidates = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
         selection = {key: value for key, value in self.inputs.selection.get_dict().items() if key != 'error_band'}
-        selection.setdefault('seed', 0)
-        selection['seed'] += self.ctx.iteration
+        selection['seed'] = derive_seed(self.ctx.seed, 'select', self.ctx.iteration)
+        self.ctx.entry['seeds']['selection'] = selection['seed']
         outputs = select_candidates(candidates, orm.Dict(selection), training=self.ctx.training_set)
         report = outputs['report'].get_dict()
         self.ctx.entry.update(candidates=report['n_candidates'], unphysical_candidates=report['n_unphysical'])
@@ -459,66 +579,79 @@ class PFDWorkChain(WorkChain):
             f'iteration {self.ctx.iteration}: {report["n_candidates"]} frames explored, '
             f'{report["n_selected"]} selected for DFT'
         )
+        return None
 
     def label(self):
-        return self._submit_labels(self.ctx.selected, prefix=f'dft_{self.ctx.iteration}')
+        return self._submit_labels(self.ctx.selected, prefix=f'dft_{self.ctx.iteration:02d}')
 
     def evaluate(self):
         frames, failures = self._collect_labels()
         self.ctx.entry.update(dft_labelled=len(frames) + len(failures), dft_failed=len(failures))
+        self.ctx.fresh_frames = frames
         if not frames or len(frames) < len(failures):
             return self._stop(
                 self.exit_codes.ERROR_DFT_FAILURES,
                 message=f'iteration {self.ctx.iteration}: '
                 f'{len(failures)} of {len(frames) + len(failures)} failed ({", ".join(failures)})',
             )
-        self.ctx.fresh_frames = frames
         fresh = merge_datasets(**self._frame_kwargs(frames))
-        node = self._submit_evaluation(fresh, f'evaluate_{self.ctx.iteration}')
+        node = self._submit_evaluation(fresh, f'evaluate_{self.ctx.iteration:02d}')
         return ToContext(evaluation=node)
 
     def check_convergence(self):
+        """Hold out a seeded share of the fresh frames, judge the model on the rest, and assign every frame its role."""
         node = self.ctx.evaluation
         if not node.is_finished_ok:
             return self._stop(
                 self.exit_codes.ERROR_EVALUATION_FAILED,
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
             )
-        metrics = node.outputs.metrics.get_dict()
-        self.ctx.metric_nodes[f'iteration_{self.ctx.iteration}'] = node.outputs.metrics
-        converged, reason = is_converged(metrics, self.inputs.convergence.get_dict())
-        self.ctx.converged = converged
+        iteration = self.ctx.iteration
+        seed = derive_seed(self.ctx.seed, 'held_out', iteration)
+        parameters = {
+            'test_fraction': self.inputs.test_fraction.value,
+            'seed': seed,
+            'error_band': list(self.inputs.selection['error_band']),
+            'convergence': self.inputs.convergence.get_dict(),
+            'last': iteration >= self.inputs.convergence['max_iterations'],
+        }
+        assessment = assess_iteration(node.outputs.errors, orm.Dict(parameters))
+        self.ctx.metric_nodes[f'iteration_{iteration:02d}'] = node.outputs.metrics
+        self.ctx.metric_nodes[f'roles_{iteration:02d}'] = assessment
+        result = assessment.get_dict()
+        fresh, self.ctx.fresh_frames = self.ctx.fresh_frames, []
+        self._record(fresh, result['roles'], iteration)
+        self.ctx.added = [frame for frame, role in zip(fresh, result['roles']) if role == 'trained_on']
+        self.ctx.converged = result['converged']
 
-        lower, upper = self.inputs.selection['error_band']
-        report = classify_by_error(node.outputs.errors, orm.Dict({'lower': lower, 'upper': upper})).get_dict()
-        fresh = self.ctx.fresh_frames
-        last = self.ctx.iteration >= self.inputs.convergence['max_iterations']
-        self.ctx.test_frames.extend(fresh[i] for i in report['accurate_indices'])
-        if converged or last:
-            # Nothing more is trained on: the current model is the final one, and all physical fresh frames test it.
-            self.ctx.added, held_out = [], [fresh[i] for i in report['added_indices']]
-            self.ctx.test_frames.extend(held_out)
-        else:
-            self.ctx.added, held_out = [fresh[i] for i in report['added_indices']], []
-        if converged:
+        counts = result['counts']
+        if result['converged']:
             verdict = 'converged'
-        elif last:
-            verdict = f'not converged after the last iteration; its {len(held_out)} frames test the final model'
+        elif not result['train_more']:
+            verdict = 'not converged after the last iteration'
         else:
-            verdict = f'not converged, adding {len(self.ctx.added)} frames'
+            verdict = f'not converged, adding {counts.get("trained_on", 0)} frames'
+        judged, held_out = result['judged'], result['held_out']
+        self.ctx.entry['seeds']['held_out'] = seed
         self.ctx.entry.update(
-            force_rmse=metrics['force_rmse'],
-            energy_rmse_per_atom=metrics['energy_rmse_per_atom'],
-            frames_added=len(self.ctx.added),
-            frames_held_out=len(held_out),
-            frames_accurate=len(report['accurate_indices']),
-            frames_unphysical=len(report['unphysical_indices']),
-            converged=converged,
+            force_rmse=judged['force_rmse'],
+            energy_rmse_per_atom=judged['energy_rmse_per_atom'],
+            judged_on=result['judged_on'],
+            frames_judged=judged['n_frames'],
+            held_out_force_rmse=held_out['force_rmse'],
+            held_out_energy_rmse_per_atom=held_out['energy_rmse_per_atom'],
+            frames_added=counts.get('trained_on', 0),
+            frames_held_out=counts.get('held_out', 0),
+            frames_accurate=counts.get('accurate', 0),
+            frames_unphysical=counts.get('unphysical', 0),
+            frames_not_trained=counts.get('not_trained', 0),
+            converged=result['converged'],
             decision=verdict,
-            reason=reason,
+            reason=result['reason'],
         )
         self.ctx.history.append(self.ctx.entry)
-        self.report(f'iteration {self.ctx.iteration}: {reason}: {verdict}')
+        self.report(f'iteration {iteration}: on {result["judged_on"]}: {result["reason"]}: {verdict}')
+        return None
 
     def should_refine(self):
         """Fine-tune again unless converged or out of iterations (no evaluation would follow)."""
@@ -529,23 +662,59 @@ class PFDWorkChain(WorkChain):
         self.ctx.training_set = merge_datasets(**self._frame_kwargs(self.ctx.training_frames))
 
     def final_evaluation(self):
-        """Evaluate the final model on every DFT frame it was never trained on."""
-        if not self.ctx.test_frames or self.ctx.model is None:
+        """The final model, the foundation zero-shot and (if aligned) the aligned foundation on the held-out frames."""
+        held_out = self._frames_with_role('held_out')
+        if not held_out:
             return None
-        self.ctx.test_set = merge_datasets(**self._frame_kwargs(self.ctx.test_frames))
-        return ToContext(final=self._submit_evaluation(self.ctx.test_set, 'evaluate_final'))
+        self.ctx.test_set = merge_datasets(**self._frame_kwargs(held_out))
+        jobs = {'final': self._submit_evaluation(self.ctx.test_set, 'evaluate_final')}
+        jobs['final_zero_shot'] = self._submit_evaluation(
+            self.ctx.test_set, 'evaluate_zero_shot', model=self.inputs.foundation_model, head=self._branch()
+        )
+        if self.ctx.foundation.pk != self.inputs.foundation_model.pk:
+            jobs['final_aligned'] = self._submit_evaluation(
+                self.ctx.test_set, 'evaluate_aligned_foundation', model=self.ctx.foundation, head=self._branch()
+            )
+        self.report(f'evaluating {len(jobs)} model(s) on the {self.ctx.test_set.n_frames} held-out DFT frames')
+        return ToContext(**jobs)
+
+    def inspect_final_evaluation(self):
+        if self.ctx.test_set is None:
+            return self._stop(self.exit_codes.ERROR_FINAL_EVALUATION_FAILED, message='no DFT frame was held out')
+        failed = [
+            f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+            for key in ('final', 'final_zero_shot', 'final_aligned')
+            if (node := self.ctx.get(key)) is not None and not node.is_finished_ok
+        ]
+        if failed:
+            return self._stop(self.exit_codes.ERROR_FINAL_EVALUATION_FAILED, message='; '.join(failed))
+        metrics = self.ctx.final.outputs.metrics
+        self.out('metrics', metrics)
+        foundation = {'zero_shot': self.ctx.final_zero_shot.outputs.metrics}
+        if 'final_aligned' in self.ctx:
+            foundation['aligned'] = self.ctx.final_aligned.outputs.metrics
+        self.out('foundation_metrics', assemble_metrics(**foundation))
+        zero_shot = foundation['zero_shot']
+        self.report(
+            f'on the {metrics["n_frames"]} held-out DFT frames: final model force RMSE {metrics["force_rmse"]:.4f} '
+            f'eV/Å, energy RMSE {metrics["energy_rmse_per_atom"] * 1000:.2f} meV/atom; foundation zero-shot '
+            f'{zero_shot["force_rmse"]:.4f} eV/Å, {zero_shot["energy_rmse_per_atom"] * 1000:.2f} meV/atom'
+        )
+        return None
 
     def should_distill(self):
         return bool(self.inputs.get('distill')) and self.ctx.model is not None
 
     def distill(self):
-        """Distil the fine-tuned model; its DFT test set (frames never trained on) is the reference."""
+        """Distil the fine-tuned model; the held-out DFT frames are the reference."""
         inputs = AttributeDict(self.exposed_inputs(DistillWorkChain, namespace='distill'))
         inputs.teacher = self.ctx.model
         inputs.structures = dict(self.inputs.structures)
         inputs.codes = {key: self.inputs.codes[key] for key in ('python', 'dp')}
-        if self.ctx.test_frames:
-            inputs.reference_set = self.ctx.test_set
+        inputs.reference_set = self.ctx.test_set
+        if 'seed' not in inputs:
+            inputs.seed = orm.Int(derive_seed(self.ctx.seed, 'distill'))
+        self.ctx.seeds['distill'] = inputs.seed.value
         inputs.metadata = {'call_link_label': 'distill'}
         node = self.submit(DistillWorkChain, **inputs)
         self.report(f'distilling the fine-tuned model: {node.process_label}<{node.pk}>')
@@ -553,14 +722,6 @@ class PFDWorkChain(WorkChain):
 
     def results(self):
         self._attach_outputs()
-        if 'final' in self.ctx and self.ctx.final.is_finished_ok:
-            self.out('metrics', self.ctx.final.outputs.metrics)
-            metrics = self.ctx.final.outputs.metrics
-            self.report(
-                f'final model on {self.ctx.test_set.n_frames} test frames: force RMSE '
-                f'{metrics["force_rmse"]:.4f} eV/Å, energy RMSE {metrics["energy_rmse_per_atom"] * 1000:.2f} '
-                'meV/atom'
-            )
         if 'distillation' in self.ctx:
             node = self.ctx.distillation
             self.out_many(self.exposed_outputs(node, DistillWorkChain, namespace='distill'))
@@ -574,33 +735,55 @@ class PFDWorkChain(WorkChain):
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
+    def _branch(self) -> orm.Str | None:
+        return self.inputs.get('model_branch')
+
+    def _record(self, frames: list[LabeledDataset], roles, iteration: int) -> None:
+        """Enter ``frames`` into the ledger with their ``roles``."""
+        self.ctx.frames = self.ctx.frames + list(frames)
+        self.ctx.roles = self.ctx.roles + list(roles)
+        self.ctx.frame_iterations = self.ctx.frame_iterations + [iteration] * len(frames)
+
+    def _frames_with_role(self, *roles: str) -> list[LabeledDataset]:
+        return [frame for frame, role in zip(self.ctx.frames, self.ctx.roles) if role in roles]
+
     def _submit_labels(self, structures: dict, prefix: str):
         jobs = {}
         for index, name in enumerate(sorted(structures)):
-            inputs = self.ctx.adaptor.get_inputs(self, structures[name], f'{prefix}_{index}')
-            jobs[f'dft_{index:04d}'] = self.submit(self.ctx.adaptor.process_class, **inputs)
+            inputs = self._adaptor().get_inputs(self, structures[name], f'{prefix}_{index:04d}')
+            jobs[f'dft_{index:04d}'] = self.submit(self._adaptor().process_class, **inputs)
         self.report(f'submitted {len(jobs)} DFT calculation(s)')
         return ToContext(**jobs)
 
     def _collect_labels(self) -> tuple[list[LabeledDataset], list[str]]:
+        """The one-frame datasets of the finished DFT runs; a failed run, or one whose result cannot be read, is
+        reported and skipped."""
         frames, failures = [], []
         for key in sorted(key for key in self.ctx if key.startswith('dft_')):
             node = self.ctx[key]
-            if node.is_finished_ok:
-                frames.append(self.ctx.adaptor.to_dataset(node))
-            else:
+            del self.ctx[key]
+            if not node.is_finished_ok:
                 failures.append(f'{node.process_label}<{node.pk}> [{node.exit_status}]')
                 self.report(f'DFT {node.process_label}<{node.pk}> failed [{node.exit_status}], frame skipped')
-            del self.ctx[key]
+                continue
+            try:
+                frames.append(self._adaptor().to_dataset(node))
+            except Exception as exception:
+                failures.append(f'{node.process_label}<{node.pk}> (result unreadable)')
+                self.report(f'DFT {node.process_label}<{node.pk}>: its result could not be read ({exception}), skipped')
         return frames, failures
 
-    def _submit_evaluation(self, reference: LabeledDataset, label: str, model: ModelData | None = None):
+    def _submit_evaluation(
+        self, reference: LabeledDataset, label: str, model: ModelData | None = None, head: orm.Str | None = None
+    ):
         inputs = {
             'code': self.inputs.codes['python'],
             'model': model or self.ctx.model,
             'reference': reference,
             'metadata': {'call_link_label': label, 'options': self._options('evaluate')},
         }
+        if head is not None:
+            inputs['model_head'] = head
         return self.submit(EvaluateCalculation, **inputs)
 
     def _previous_plus_new(self, fraction: float) -> LabeledDataset:
@@ -610,7 +793,8 @@ class PFDWorkChain(WorkChain):
             self.ctx.training_frames[self.ctx.trained_frames :],
         )
         keep = round(fraction * len(old))
-        chosen = sorted(np.random.default_rng(self.ctx.iteration).choice(len(old), keep, replace=False)) if keep else []
+        rng = np.random.default_rng(derive_seed(self.ctx.seed, 'old_data', self.ctx.iteration))
+        chosen = sorted(rng.choice(len(old), keep, replace=False)) if keep else []
         frames = [old[i] for i in chosen] + new
         return merge_datasets(**self._frame_kwargs(frames)) if frames else self.ctx.training_set
 
@@ -622,6 +806,7 @@ class PFDWorkChain(WorkChain):
         return dict(self.inputs.options.get(kind, {})) if 'options' in self.inputs else {}
 
     def _attach_outputs(self):
+        """Attach what exists: models, the training and test sets, the DFT ledger and the history."""
         if self.ctx.model is not None:
             self.out('model', self.ctx.model)
             self.out('checkpoint', self.ctx.checkpoint)
@@ -629,12 +814,20 @@ class PFDWorkChain(WorkChain):
             self.out('aligned_foundation', self.ctx.foundation)
         if self.ctx.training_set is not None:
             self.out('training_set', self.ctx.training_set)
-        if self.ctx.test_frames:
-            if 'test_set' not in self.ctx:
-                self.ctx.test_set = merge_datasets(**self._frame_kwargs(self.ctx.test_frames))
+        held_out = self._frames_with_role('held_out')
+        if held_out:
+            if self.ctx.test_set is None:
+                self.ctx.test_set = merge_datasets(**self._frame_kwargs(held_out))
             self.out('test_set', self.ctx.test_set)
-        if self.ctx.history or self.ctx.metric_nodes:
-            self.out('history', assemble_history(orm.List(self.ctx.history), **self.ctx.metric_nodes))
+        if self.ctx.fresh_frames:  # labelled, but the run stopped before they were judged
+            self._record(self.ctx.fresh_frames, ['unassessed'] * len(self.ctx.fresh_frames), self.ctx.iteration)
+            self.ctx.fresh_frames = []
+        if self.ctx.frames:
+            table = orm.Dict({'roles': self.ctx.roles, 'iterations': self.ctx.frame_iterations})
+            self.out('dft_frames', build_ledger(table, **self._frame_kwargs(self.ctx.frames)))
+        if self.ctx.history or self.ctx.metric_nodes or self.ctx.initial:
+            run = orm.Dict({'seeds': self.ctx.seeds, 'initial': self.ctx.initial})
+            self.out('history', assemble_history(orm.List(self.ctx.history), run, **self.ctx.metric_nodes))
 
     def _stop(self, exit_code, **kwargs):
         """Attach what exists so far and return ``exit_code``: nothing labelled is lost."""

@@ -45,7 +45,7 @@ def test_missing_executables_are_reported_not_registered():
     assert specs[0] == 'pw'
     pw_free = {s.label: s for s in specs if isinstance(s, CodeSpec)}
     assert set(pw_free) == {'dp', 'lmp', 'python'}
-    assert pw_free['lmp'].default_calc_job_plugin == 'lammps.raw'
+    assert pw_free['lmp'].executable == '/x/lmp' and pw_free['lmp'].with_mpi is False
 
 
 def test_default_executables_point_into_this_environment():

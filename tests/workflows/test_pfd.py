@@ -5,26 +5,31 @@ from __future__ import annotations
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-from aiida.plugins import WorkflowFactory
+from aiida.plugins import CalculationFactory, WorkflowFactory
 from aiida_quantumespresso.calculations.pw import PwCalculation
 from ase.build import bulk
 
 from aiida_pfd.data import LabeledDataset, ModelData
+from aiida_pfd.ledger import TRAINED_ROLES, frames_with_role
 from aiida_pfd.workflows.labelling.quantumespresso import QuantumEspressoAdaptor
 
+EvaluateCalculation = CalculationFactory('pfd.evaluate')
 PFDWorkChain = WorkflowFactory('pfd.pfd')
 
 TINY_DFT = {'pw': {'parameters': {'SYSTEM': {'ecutwfc': 14.0, 'ecutrho': 112.0}}}, 'kpoints_distance': 0.6}
 
 
-def tiny_overrides(max_iterations=2):
+def tiny_overrides(max_iterations=2, error_band=(0.0, 50.0)):
     return {
-        'perturbation': {'frames': 2},
+        'perturbation': {'frames': 3},
+        'test_fraction': 0.3,  # one frame of each batch of 2-3 held out
         'exploration': {
             'stages': [[{'ensemble': 'nvt', 'temperatures': [600], 'nsteps': 20, 'timestep': 2.0, 'sample_every': 5}]]
         },
-        'selection': {'max_frames': 2, 'min_distance': 1.2, 'error_band': [0.0, 50.0]},
+        'selection': {'max_frames': 3, 'min_distance': 1.2, 'error_band': list(error_band)},
         'training': {
+            'init_from': 'previous',
+            'old_data_fraction': 0.5,
             'parameters': {'deepmd': {'training': {'numb_steps': 10, 'disp_freq': 5, 'save_freq': 10}}},
         },
         # Unreachable on purpose: the loop must run all iterations and end with ERROR_NOT_CONVERGED, outputs kept.
@@ -64,13 +69,26 @@ def builder(aiida_profile_clean, pw_code, python_code, dp_code, pseudo_family, m
     )
 
 
+def pw_calculations_behind(node) -> set[int]:
+    query = orm.QueryBuilder()
+    query.append(orm.Node, filters={'id': node.pk}, tag='target')
+    query.append(PwCalculation, with_descendants='target', project='id')
+    return set(query.all(flat=True))
+
+
+def frames_merged_into(dataset) -> set[int]:
+    """The one-frame datasets a merged dataset was made of."""
+    incoming = dataset.creator.base.links.get_incoming(node_class=LabeledDataset).all_nodes()
+    return {frame.pk for frame in incoming}
+
+
 @pytest.mark.needs_pw
 def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(builder, monkeypatch):
     original = QuantumEspressoAdaptor.get_inputs.__func__
 
     def one_frame_fails(cls, caller, structure, label):
         inputs = original(cls, caller, structure, label)
-        if label == 'dft_1_0':  # first frame of iteration 1: one SCF step, no restart
+        if label == 'dft_01_0000':  # first frame of iteration 1: one SCF step, no restart
             parameters = inputs.pw.parameters.get_dict()
             parameters['ELECTRONS']['electron_maxstep'] = 1
             inputs.pw.parameters = orm.Dict(parameters)
@@ -82,52 +100,79 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
     results, node = run_get_node(builder)
 
     assert node.exit_status == PFDWorkChain.exit_codes.ERROR_NOT_CONVERGED.status, node.exit_message
-    history = results['history']['iterations']
-    assert [entry['iteration'] for entry in history] == [1, 2]
-    assert history[0]['dft_failed'] == 1 and history[0]['dft_labelled'] == 2
-    assert history[1]['dft_failed'] == 0
-    assert all(not entry['converged'] for entry in history)
-    assert history[0]['decision'].startswith('not converged, adding')
-    assert history[-1]['decision'].startswith('not converged after the last iteration')
-    assert all('force_rmse' in entry['reason'] for entry in history)
-    assert all(entry['force_rmse'] > 0 for entry in history)
+    history = results['history'].get_dict()
+    iterations = history['iterations']
+    assert [entry['iteration'] for entry in iterations] == [1, 2]
+    assert iterations[0]['dft_failed'] == 1 and iterations[0]['dft_labelled'] == 3
+    assert iterations[1]['dft_failed'] == 0
+    assert all(not entry['converged'] for entry in iterations)
+    assert iterations[0]['decision'].startswith('not converged, adding')
+    assert iterations[-1]['decision'] == 'not converged after the last iteration'
+    assert all('force_rmse' in entry['reason'] and entry['force_rmse'] > 0 for entry in iterations)
+    # One held-out frame per batch (3 initial, 2 and 3 fresh), never judged: convergence used the others.
+    assert history['initial'] == {
+        'dft_labelled': 3,
+        'dft_failed': 0,
+        'held_out': 1,
+        'trained_on': 2,
+        'held_out_seed': history['initial']['held_out_seed'],
+    }
+    assert [(entry['frames_held_out'], entry['frames_judged']) for entry in iterations] == [(1, 1), (1, 2)]
+    # Every seed derives from the one `seed` input and is recorded.
+    assert history['seeds']['seed'] == 0 and set(history['seeds']['perturbation']) == {'si'}
+    assert set(history['seeds']['training']) == {'0', '1'}
+    assert all(set(entry['seeds']) == {'md', 'selection', 'held_out'} for entry in iterations)
+    assert len({entry['seeds']['selection'] for entry in iterations}) == 2
 
-    training_set, model = results['training_set'], results['model']
+    training_set, model, test_set = results['training_set'], results['model'], results['test_set']
     assert isinstance(model, ModelData) and model.kind == 'frozen'
-    total = {key: sum(entry[key] for entry in history) for key in history[0] if key.startswith('frames_')}
-    assert training_set.n_frames == 2 + total['frames_added']
-    assert history[-1]['frames_added'] == 0  # the last iteration trains no more: its frames test the final model
-    assert results['test_set'].n_frames == total['frames_accurate'] + total['frames_held_out'] > 0
-    labelled = sum(entry['dft_labelled'] - entry['dft_failed'] for entry in history)
-    assert sum(total.values()) == labelled
+    assert iterations[-1]['frames_added'] == 0  # the last iteration trains no more
+    assert iterations[-1]['frames_not_trained'] + iterations[-1]['frames_accurate'] == 2
 
-    # Provenance: the DFT runs behind the model are exactly those whose frames are in its training set.
-    query = orm.QueryBuilder()
-    query.append(ModelData, filters={'id': model.pk}, tag='model')
-    query.append(PwCalculation, with_descendants='model', project='id')
-    behind_model = set(query.all(flat=True))
-    query = orm.QueryBuilder()
-    query.append(LabeledDataset, filters={'id': training_set.pk}, tag='training')
-    query.append(PwCalculation, with_descendants='training', project='id')
-    assert behind_model == set(query.all(flat=True))
-    assert len(behind_model) == training_set.n_frames
-    all_pw = orm.QueryBuilder().append(PwCalculation, project='id').all(flat=True)
-    assert len(all_pw) > len(behind_model)  # some DFT frames were never trained on, and are not behind the model
+    # The ledger holds every DFT frame with its role; the training and test sets are exactly its roles' frames.
+    ledger = results['dft_frames']
+    roles = ledger.base.attributes.get('frame_roles')
+    assert ledger.n_frames == len(roles) == 3 + 2 + 3
+    assert ledger.base.attributes.get('frame_iterations') == [0] * 3 + [1] * 2 + [2] * 3
+    assert len(frames_with_role(ledger, *TRAINED_ROLES)) == training_set.n_frames == 2 + iterations[0]['frames_added']
+    assert len(frames_with_role(ledger, 'held_out')) == test_set.n_frames == 3
+
+    # init_from previous: the second fine-tuning starts from the first one's checkpoint, on the new frames plus half
+    # of the old ones.
+    trainings = sorted(
+        (child for child in node.called if child.process_label == 'DeepmdTrainCalculation'), key=lambda n: n.ctime
+    )
+    assert len(trainings) == 2
+    assert trainings[1].inputs.finetune_from.pk == trainings[0].outputs.checkpoint.pk
+    assert trainings[1].inputs.training_set.n_frames == 1 + iterations[0]['frames_added']
+
+    # Provenance: the DFT runs behind the model are exactly those whose frames it was trained on; the ledger leads to
+    # every successful DFT run; no frame of the test set is one the model was trained on.
+    behind_model = pw_calculations_behind(model)
+    assert behind_model == pw_calculations_behind(training_set) and len(behind_model) == training_set.n_frames
+    successful = orm.QueryBuilder().append(PwCalculation, filters={'attributes.exit_status': 0}, project='id')
+    assert pw_calculations_behind(ledger) == set(successful.all(flat=True))
+    merged_from = {name: frames_merged_into(results[name]) for name in ('training_set', 'test_set')}
+    assert len(merged_from['test_set']) == 3 and not merged_from['test_set'] & merged_from['training_set']
+    assert frames_merged_into(ledger) >= merged_from['test_set'] | merged_from['training_set']
 
     report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert 'iteration 1: exploring' in report and 'frame skipped' in report
 
-    # P→F→D: the fine-tuned model was distilled, with the DFT test set as the reference.
+    # Scored on the same held-out frames: the final model, the foundation zero-shot and the distilled model.
+    assert results['metrics']['n_frames'] == test_set.n_frames
+    assert results['foundation_metrics']['zero_shot']['n_frames'] == test_set.n_frames
     distillation = next(child for child in node.called if child.process_label == 'DistillWorkChain')
     assert distillation.is_finished_ok, distillation.exit_message
     assert distillation.inputs.teacher.pk == model.pk
+    assert distillation.inputs.seed.value == history['seeds']['distill']
     student = results['distill']['model']
     assert student.kind == 'frozen' and student.pk == distillation.outputs.model.pk
     assert results['distill']['uncompressed_model'].pk == student.creator.outputs.model.pk  # the student is compressed
     metrics = results['distill']['metrics'].get_dict()
     assert metrics['speed']['n_atoms'] == [2, 16]
-    assert distillation.inputs.reference_set.pk == results['test_set'].pk
-    assert metrics['student_vs_dft']['n_frames'] == results['test_set'].n_frames
+    assert distillation.inputs.reference_set.pk == test_set.pk
+    assert metrics['student_vs_dft']['n_frames'] == test_set.n_frames
 
 
 @pytest.mark.parametrize(
@@ -153,7 +198,101 @@ def test_foundation_must_cover_the_elements_and_have_the_branch(builder):
     builder.structures = {'nacl': orm.StructureData(ase=bulk('NaCl', 'rocksalt', a=5.6))}
     with pytest.raises(ValueError, match=r"lacks \['Cl', 'Na'\]"):
         run_get_node(builder)
+    builder.structures = {'al': orm.StructureData(ase=bulk('Al', 'fcc', a=4.05))}  # the builder's pseudos: Si only
+    with pytest.raises(ValueError, match=r"dft.pw.pseudos: no pseudopotential for the kinds \['Al'\].*structure `al`"):
+        run_get_node(builder)
     builder.structures = {'si': orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))}
     builder.model_branch = orm.Str('MP_traj')
     with pytest.raises(ValueError, match='`MP_traj` is not a branch'):
         run_get_node(builder)
+
+
+@pytest.fixture
+def sevennet_builder(aiida_profile_clean, pw_code, python_code, pseudo_family):
+    """SevenNet-0 fine-tuned on 2-atom Si cells: three frames trained on, two held out; one iteration that converges
+    (loose target) and finds every judged frame accurate (band above any error)."""
+    overrides = {
+        'perturbation': {'frames': 5, 'atom_displacement': 0.15},
+        'test_fraction': 0.3,  # 2 of the 5 initial frames, 1 of the 3 fresh ones
+        'exploration': {
+            'stages': [[{'ensemble': 'nvt', 'temperatures': [600], 'nsteps': 20, 'timestep': 2.0, 'sample_every': 5}]]
+        },
+        'selection': {'max_frames': 3, 'min_distance': 1.2, 'diversity': 'random', 'error_band': [20.0, 50.0]},
+        'training': {'parameters': {'sevenn': {'train': {'epoch': 30, 'optim_param': {'lr': 0.001}}}}},
+        'convergence': {'force_rmse': 5.0, 'energy_rmse': 1.0, 'max_iterations': 2},
+    }
+    return PFDWorkChain.get_builder_from_protocol(
+        codes={'pw': pw_code, 'python': python_code},
+        structures={'si': orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))},
+        foundation_model=ModelData.from_shipped('sevennet-0').store(),
+        protocol='fast',
+        overrides=overrides,
+        dft_overrides=TINY_DFT,
+    )
+
+
+@pytest.mark.needs_pw
+def test_sevennet_finetuning_beats_the_foundation_on_held_out_frames_and_converges(sevennet_builder):
+    results, node = run_get_node(sevennet_builder)
+
+    assert node.is_finished_ok, node.exit_message
+    [entry] = results['history']['iterations']
+    assert entry['converged'] and entry['decision'] == 'converged'
+    assert (entry['frames_judged'], entry['frames_accurate'], entry['frames_held_out']) == (2, 2, 1)
+    ledger = results['dft_frames']
+    assert ledger.base.attributes.get('role_counts') == {'initial': 3, 'held_out': 3, 'accurate': 2}
+    assert results['test_set'].n_frames == 3 and results['training_set'].n_frames == 3
+
+    # The foundation's energy zero was aligned onto pw.x's before fine-tuning: same forces, far closer energies.
+    training = next(child for child in node.called if child.process_label == 'SevennTrainCalculation')
+    assert training.inputs.finetune_from.pk == results['aligned_foundation'].pk
+    foundation = results['foundation_metrics'].get_dict()
+    assert foundation['aligned']['force_rmse'] == pytest.approx(foundation['zero_shot']['force_rmse'], rel=1e-4)
+    assert foundation['aligned']['energy_rmse_per_atom'] < 0.1 * foundation['zero_shot']['energy_rmse_per_atom']
+
+    # Fine-tuning learned: on the held-out frames the fine-tuned model beats the foundation, forces and energies.
+    finetuned = results['metrics'].get_dict()
+    assert finetuned['n_frames'] == foundation['zero_shot']['n_frames'] == 3
+    assert finetuned['force_rmse'] < 0.8 * foundation['zero_shot']['force_rmse']
+    assert finetuned['energy_rmse_per_atom'] < foundation['aligned']['energy_rmse_per_atom']
+
+
+@pytest.fixture
+def unphysical_builder(aiida_profile_clean, pw_code, python_code, dp_code, pseudo_family, multitask_checkpoint):
+    """The DeePMD loop for one iteration with an error band below any error: every judged frame is unphysical."""
+    return PFDWorkChain.get_builder_from_protocol(
+        codes={'pw': pw_code, 'python': python_code, 'dp': dp_code},
+        structures={'si': orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))},
+        foundation_model=multitask_checkpoint,
+        protocol='fast',
+        overrides=tiny_overrides(max_iterations=1, error_band=(0.0, 1e-6)),
+        model_branch='EMT_Cu',
+        dft_overrides=TINY_DFT,
+    )
+
+
+@pytest.mark.needs_pw
+def test_unphysical_frames_and_a_failed_final_evaluation_keep_the_ledger(unphysical_builder, monkeypatch):
+    original = PFDWorkChain._submit_evaluation
+
+    def final_evaluation_fails(self, reference, label, model=None, head=None):
+        if label == 'evaluate_final':  # the job's script exits before the evaluation runs
+            options = {**self._options('evaluate'), 'prepend_text': 'exit 3'}
+            inputs = {'code': self.inputs.codes['python'], 'model': self.ctx.model, 'reference': reference}
+            inputs['metadata'] = {'call_link_label': label, 'options': options}
+            return self.submit(EvaluateCalculation, **inputs)
+        return original(self, reference, label, model=model, head=head)
+
+    monkeypatch.setattr(PFDWorkChain, '_submit_evaluation', final_evaluation_fails)
+
+    results, node = run_get_node(unphysical_builder)
+
+    assert node.exit_status == PFDWorkChain.exit_codes.ERROR_FINAL_EVALUATION_FAILED.status, node.exit_message
+    assert 'EvaluateCalculation' in node.exit_message
+    [entry] = results['history']['iterations']
+    assert (entry['frames_unphysical'], entry['frames_held_out'], entry['frames_added']) == (2, 1, 0)
+    ledger = results['dft_frames']
+    assert ledger.base.attributes.get('role_counts') == {'initial': 2, 'held_out': 2, 'unphysical': 2}
+    assert ledger.base.attributes.get('frame_iterations') == [0, 0, 0, 1, 1, 1]
+    assert results['test_set'].n_frames == 2 and results['training_set'].n_frames == 2
+    assert 'model' in results and 'metrics' not in results

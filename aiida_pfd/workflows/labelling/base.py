@@ -37,6 +37,11 @@ class LabellingAdaptor(abc.ABC):
         """Inputs of one labelling run of ``structure``, from the caller's exposed inputs."""
 
     @classmethod
+    def check_structures(cls, inputs: dict, structures: dict) -> str | None:
+        """A message naming what in the namespace ``inputs`` cannot label ``structures``, or None."""
+        return None
+
+    @classmethod
     @abc.abstractmethod
     def to_dataset(cls, node: orm.ProcessNode) -> LabeledDataset:
         """The one-frame labelled dataset of a finished run (made by a calcfunction, so provenance keeps the link)."""

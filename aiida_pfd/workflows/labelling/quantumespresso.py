@@ -8,6 +8,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ProcessBuilder, calcfunction
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+from ase import units
 
 from ...protocols import get_protocol
 from .base import LabellingAdaptor
@@ -34,8 +35,38 @@ def get_pw_builder(
     )
 
 
+def all_kinds_structure(structures) -> orm.StructureData:
+    """One structure holding one atom of every kind of ``structures`` (a dict or list), far apart: what a pw.x
+    builder is made from so that its pseudopotentials cover every structure and its cutoffs are the highest any
+    element of the run recommends (one cutoff for all frames keeps their energies on one scale)."""
+    kinds = {}
+    for structure in structures.values() if isinstance(structures, dict) else structures:
+        for kind in structure.kinds:
+            kinds.setdefault(kind.name, kind)
+    union = orm.StructureData(cell=[[4.0 * len(kinds), 0, 0], [0, 8.0, 0], [0, 0, 8.0]])
+    for index, kind in enumerate(kinds.values()):
+        union.append_atom(position=(4.0 * index, 0.0, 0.0), symbols=kind.symbols, weights=kind.weights, name=kind.name)
+    return union
+
+
+def pseudos_for(structure: orm.StructureData, pseudos: dict) -> dict:
+    """The pseudopotentials of ``structure``'s kinds, by kind name, else by element (MD frames name kinds by element).
+
+    :raises ValueError: naming the kinds that have none.
+    """
+    chosen, missing = {}, []
+    for kind in structure.kinds:
+        pseudo = pseudos.get(kind.name) or next((p for p in pseudos.values() if p.element == kind.symbol), None)
+        if pseudo is None:
+            missing.append(kind.name)
+        chosen[kind.name] = pseudo
+    if missing:
+        raise ValueError(f'dft.pw.pseudos: no pseudopotential for the kinds {missing}; give one for each.')
+    return chosen
+
+
 #: ASE's stress (eV/Å^3) from pw.x's in GPa: ASE uses the opposite sign (stress = -pressure tensor of pw.x).
-GPA_TO_EV_PER_A3 = 1.0 / 160.21766208
+GPA_TO_EV_PER_A3 = units.GPa
 
 
 @calcfunction
@@ -80,8 +111,21 @@ class QuantumEspressoAdaptor(LabellingAdaptor):
     def get_inputs(cls, caller, structure, label: str) -> dict:
         inputs = AttributeDict(caller.exposed_inputs(PwBaseWorkChain, namespace=cls.namespace))
         inputs.pw.structure = structure
+        inputs.pw.pseudos = pseudos_for(structure, inputs.pw.pseudos)
         inputs.metadata = {'call_link_label': label}
         return inputs
+
+    @classmethod
+    def check_structures(cls, inputs, structures) -> str | None:
+        pseudos = inputs.get('pw', {}).get('pseudos')
+        if not pseudos:
+            return None
+        for name, structure in structures.items():
+            try:
+                pseudos_for(structure, pseudos)
+            except ValueError as exception:
+                return f'{exception} (structure `{name}`)'
+        return None
 
     @classmethod
     def to_dataset(cls, node):

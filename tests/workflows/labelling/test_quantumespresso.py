@@ -49,3 +49,22 @@ def test_pw_single_point_gives_restoring_forces_in_ev_per_angstrom(aiida_profile
     stdout = node.called[-1].outputs.retrieved.base.repository.get_object_content('aiida.out')
     ranks = pw_code.computer.get_default_mpiprocs_per_machine()
     assert f'running on {ranks:>5} processors' in stdout or ranks == 1, 'pw.x did not run as one MPI job'
+
+    # frame_from_pw, pinned against pw.x's own output read by ASE: energy, forces, and stress with ASE's sign and
+    # units (eV/Å^3; the virial is -stress * volume).
+    import io
+    import re
+
+    from ase import units
+    from ase.io import read
+
+    from aiida_pfd.workflows.labelling.quantumespresso import frame_from_pw
+
+    outputs = node.outputs
+    [frame] = frame_from_pw(node.inputs.pw.structure, outputs.output_parameters, outputs.output_trajectory).to_ase()
+    expected = read(io.StringIO(stdout), format='espresso-out')
+    total = float(re.findall(r'^!\s+total energy\s+=\s+(-?\d+\.\d+) Ry', stdout, flags=re.MULTILINE)[-1])
+    assert frame.get_potential_energy() == pytest.approx(total * units.Ry, abs=1e-4)
+    np.testing.assert_allclose(frame.get_forces(), expected.get_forces(), atol=1e-4)
+    np.testing.assert_allclose(frame.get_stress(voigt=False), expected.get_stress(voigt=False), atol=1e-6)
+    assert abs(expected.get_stress()[:3]).max() > 1e-5  # a strained, displaced cell: the sign is tested
