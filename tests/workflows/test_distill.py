@@ -49,6 +49,7 @@ def builder(aiida_profile_clean, python_code, dp_code, sevennet0, emt_dataset):
     )
 
 
+@pytest.mark.slow
 def test_student_is_trained_on_teacher_frames_and_compared(builder, sevennet0, emt_dataset):
     results, node = run_get_node(builder)
 

@@ -82,6 +82,7 @@ def frames_merged_into(dataset) -> set[int]:
     return {frame.pk for frame in incoming}
 
 
+@pytest.mark.slow
 @pytest.mark.needs_pw
 def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(builder, monkeypatch):
     original = QuantumEspressoAdaptor.get_inputs.__func__
@@ -231,6 +232,7 @@ def sevennet_builder(aiida_profile_clean, pw_code, python_code, pseudo_family):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.needs_pw
 def test_sevennet_finetuning_beats_the_foundation_on_held_out_frames_and_converges(sevennet_builder):
     results, node = run_get_node(sevennet_builder)
@@ -271,6 +273,7 @@ def unphysical_builder(aiida_profile_clean, pw_code, python_code, dp_code, pseud
     )
 
 
+@pytest.mark.slow
 @pytest.mark.needs_pw
 def test_unphysical_frames_and_a_failed_final_evaluation_keep_the_ledger(unphysical_builder, monkeypatch):
     original = PFDWorkChain._submit_evaluation
