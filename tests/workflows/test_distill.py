@@ -124,8 +124,9 @@ TINY_DPA3_STUDENT = {
 }
 
 
-def test_a_student_that_cannot_be_compressed_is_used_uncompressed(builder):
+def test_a_student_that_cannot_be_compressed_is_used_uncompressed(builder, tiny_model):
     """DeePMD cannot compress DPA-3: the training job exits 304 with its frozen model, and the distillation goes on."""
+    builder.teacher = tiny_model  # a cheap teacher: only the compression fallback is tested here
     builder.student = orm.Dict(TINY_DPA3_STUDENT)
     builder.reference_set = None
     del builder['speed']
