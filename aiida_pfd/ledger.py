@@ -32,6 +32,11 @@ ROLES = ('initial', 'held_out', 'trained_on', 'accurate', 'unphysical', 'not_tra
 TRAINED_ROLES = ('initial', 'trained_on')
 
 
+def role_counts(roles: list[str]) -> dict[str, int]:
+    """How many frames have each role present in ``roles``, in the order of :data:`ROLES`."""
+    return {role: roles.count(role) for role in ROLES if role in roles}
+
+
 def held_out_indices(n_frames: int, fraction: float, seed: int) -> list[int]:
     """A seeded choice of ``ceil(fraction * n_frames)`` frames to hold out, leaving at least one frame of a batch of
     two or more (none of a single frame)."""
@@ -101,7 +106,7 @@ def assess_iteration(errors: orm.ArrayData, parameters: orm.Dict) -> orm.Dict:
             'judged': judged_errors,
             'held_out': subset_errors(arrays, held_out),
             'held_out_indices': held_out,
-            'counts': {role: roles.count(role) for role in ROLES if role in roles},
+            'counts': role_counts(roles),
             'seed': parameters['seed'],
         }
     )
@@ -123,7 +128,7 @@ def build_ledger(table: orm.Dict, **frames: LabeledDataset) -> LabeledDataset:
     ledger = merged(frames)
     ledger.base.attributes.set('frame_roles', list(roles))
     ledger.base.attributes.set('frame_iterations', [int(i) for i in iterations])
-    ledger.base.attributes.set('role_counts', {role: roles.count(role) for role in ROLES if role in roles})
+    ledger.base.attributes.set('role_counts', role_counts(list(roles)))
     return ledger
 
 

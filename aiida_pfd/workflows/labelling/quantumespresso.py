@@ -35,12 +35,12 @@ def get_pw_builder(
     )
 
 
-def all_kinds_structure(structures) -> orm.StructureData:
-    """One structure holding one atom of every kind of ``structures`` (a dict or list), far apart: what a pw.x
-    builder is made from so that its pseudopotentials cover every structure and its cutoffs are the highest any
+def all_kinds_structure(structures: dict) -> orm.StructureData:
+    """One structure holding one atom of every kind of ``structures`` (``{name: StructureData}``), far apart: what a
+    pw.x builder is made from so that its pseudopotentials cover every structure and its cutoffs are the highest any
     element of the run recommends (one cutoff for all frames keeps their energies on one scale)."""
     kinds = {}
-    for structure in structures.values() if isinstance(structures, dict) else structures:
+    for structure in structures.values():
         for kind in structure.kinds:
             kinds.setdefault(kind.name, kind)
     union = orm.StructureData(cell=[[4.0 * len(kinds), 0, 0], [0, 8.0, 0], [0, 0, 8.0]])
