@@ -50,6 +50,8 @@ def summarize(node: orm.WorkflowNode) -> dict:
                 name: dict(zip(speed['n_atoms'], values['ms_per_atom_step']))
                 for name, values in speed['models'].items()
             }
+    if 'stability' in distill:
+        summary['stability'] = distill['stability'].get_dict()
     if 'model' in distill:
         summary['distilled_model'] = distill['model'].pk
         summary['distillation_frames'] = distill['training_set'].n_frames + distill['test_set'].n_frames
@@ -152,6 +154,16 @@ def summary_tables(summary: dict, wall_time: float | None = None) -> str:
         rows.append(
             [f'speed-up per atom-step, {atoms} atoms', f'{_number(ratio, ".1f")}x{before} (ms/atom-step: {detail})']
         )
+    for run in summary.get('stability', {}).get('runs', []):
+        verdict = 'passed' if run['passed'] else f'FAILED: {run["message"]}'
+        rows.append(
+            [
+                f'distilled model in MD, {run["temperature"]:g} K, {run["n_atoms"]} atoms, {run["simulated_ps"]:g} ps',
+                f'{verdict} (closest pair {run["min_distance"]:.2f} Å, temperature within '
+                f'{_number(run["temperature_max_excursion"], ".0%")}, NVE drift {_number(run["energy_drift"], ".3f")} '
+                'meV/atom/ps)',
+            ]
+        )
     if wall_time is not None:
         rows.append(['wall time', f'{wall_time / 60:.1f} min'])
     if summary.get('finetuned_model'):
@@ -176,3 +188,47 @@ def _meV(value):
 
 def _number(value, spec: str) -> str:
     return '-' if value is None else format(value, spec)
+
+
+def validation_text(table: dict) -> str:
+    """A ``pfd.validate`` table as text: errors per reference category and model, then the properties beside DFT."""
+    lines = []
+    categories = table.get('categories', {})
+    if categories:
+        models = list(categories)
+        names = list(next(iter(categories.values())))
+        rows = [
+            [name, categories[models[0]][name]['n_frames']]
+            + [_category_cell(categories[model][name]) for model in models]
+            for name in names
+        ]
+        lines += ['Errors on the independent DFT frames, per category (force RMSE eV/Å / energy RMSE meV/atom):']
+        lines += [tabulate(rows, headers=['category', 'frames', *models]), '']
+    properties = table.get('properties', {})
+    if properties:
+        models = list(next(iter(properties.values()))['models'])
+        rows = []
+        for name, row in properties.items():
+            cells = [f'{name} ({row["unit"]})', _value(row.get('dft'))]
+            for model in models:
+                error = row['relative_error'].get(model)
+                cells.append(_value(row['models'].get(model)) + ('' if error is None else f' ({error:.1%})'))
+            cells.append(_number(row.get('student_vs_teacher'), '.1%'))
+            rows.append(cells)
+        lines += ['Properties (relative error against DFT in brackets; the student against the teacher last):']
+        lines += [tabulate(rows, headers=['property', 'DFT', *models, 'student vs teacher'])]
+    for flag in table.get('flags', []):
+        lines.append(f'FLAG: {flag}')
+    return '\n'.join(lines)
+
+
+def _category_cell(errors: dict) -> str:
+    return f'{errors["force_rmse"]:.3f} / {errors["energy_rmse_per_atom"] * 1000:.1f}'
+
+
+def _value(value) -> str:
+    if value is None:
+        return '-'
+    if isinstance(value, list):
+        return ' '.join(f'{v:.2f}' for v in sorted(value)[-3:])
+    return f'{value:.4g}'

@@ -1,26 +1,33 @@
 #!/usr/bin/env python
-"""Crystalline Si by P→F→D: SevenNet-0 (P), fine-tuned on pw.x frames by the PFD loop (F), distilled into se_e2_a (D).
+"""Crystalline Si by P→F→D: SevenNet-0 (P), fine-tuned on pw.x frames by the PFD loop (F), distilled into a compact
+se_atten_v2 student with ZBL repulsion (D), then validated on independent pw.x frames.
 
 Run after ``aiida-pfd setup`` (the daemon must run); ``make demo`` does both::
 
-    python examples/pfd_si.py [--profile pfd] [--max-iterations 5] [--no-distill]
+    python examples/pfd_si.py [--profile pfd] [--max-iterations 5] [--no-distill] [--no-validate]
 
 DFT: Debian's Si.pbe-nl-rrkjus_psl.1.0.0.UPF at 30/240 Ry, cold smearing 0.01 Ry, k-point spacing 0.4 1/Å (the
 ``balanced`` labelling preset). Exploration: the 8-atom diamond cell, NVT at 300-1000 K, then NPT at 300-1000 K and
 0-1 GPa. The foundation is SevenNet-0 as shipped with ``sevenn``: it has never seen these DFT data. Distillation: the
-fine-tuned model explores and labels about a thousand frames, a se_e2_a student is trained on them from scratch, both
-are evaluated on the DFT frames never trained on and timed side by side at 64 and 512 atoms.
+fine-tuned model explores the 8-atom cell, a 2x1x1 cell with a vacancy and with an interstitial, strained cells and a
+heat-quench to 2000 K, and labels 1200 of the frames; a compact se_atten_v2 student with the ZBL repulsion blended in
+below 1.7 Å is trained on them from scratch, evaluated on the DFT frames never trained on, run in MD (64 atoms, 1000
+and 1200 K) and timed side by side with the teacher at 64 and 512 atoms. Validation (``pfd.validate``): foundation,
+fine-tuned and distilled model on ``examples/data/si_reference.extxyz`` (independent pw.x frames by category, never
+trained on) and their equation of state, elastic constants, phonons, vacancy energy and RDF beside pw.x's.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import time
 
 from aiida import load_profile, orm
 from aiida.engine import submit
 from ase.build import bulk
 
+REFERENCE = pathlib.Path(__file__).resolve().parent / 'data' / 'si_reference.extxyz'
 SERIAL = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
 ONE_THREAD = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
@@ -68,6 +75,17 @@ DISTILLATION = {
                     'timestep': 2.0,
                     'sample_every': 3,
                 },
+                # point defects in a 2x1x1 cell, strained cells and a heat-quench: what users run MD on
+                {
+                    'temperatures': [1000],
+                    'nsteps': 300,
+                    'timestep': 2.0,
+                    'sample_every': 3,
+                    'supercell': [2, 1, 1],
+                    'defects': ['vacancy', 'interstitial'],
+                },
+                {'temperatures': [600], 'nsteps': 300, 'timestep': 2.0, 'sample_every': 3, 'strains': [-0.04, 0.04]},
+                {'temperatures': [300], 'peak_temperature': 2000, 'nsteps': 450, 'timestep': 2.0, 'sample_every': 3},
             ]
         ]
     },
@@ -76,7 +94,7 @@ DISTILLATION = {
     'student': {
         'learning_rate': {'type': 'exp', 'start_lr': 0.002, 'stop_lr': 0.00002, 'decay_steps': 400},
         'loss': {'start_pref_v': 0.02, 'limit_pref_v': 1.0},
-        'training': {'numb_steps': 8000, 'disp_freq': 400, 'save_freq': 8000},
+        'training': {'numb_steps': 6000, 'disp_freq': 400, 'save_freq': 6000},
     },
     'speed': {'sizes': [64, 512], 'steps': 5, 'warmup': 2},
 }
@@ -87,8 +105,9 @@ def main() -> int:
     parser.add_argument('--profile', default='pfd')
     parser.add_argument('--max-iterations', type=int, default=5)
     parser.add_argument('--epochs', type=int, default=60, help='SevenNet fine-tuning epochs per fine-tuning')
-    parser.add_argument('--student-steps', type=int, default=8000, help='training steps of the distilled model')
+    parser.add_argument('--student-steps', type=int, default=6000, help='training steps of the distilled model')
     parser.add_argument('--no-distill', action='store_true', help='stop after fine-tuning (P→F only)')
+    parser.add_argument('--no-validate', action='store_true', help='skip the validation on independent pw.x frames')
     args = parser.parse_args()
 
     load_profile(args.profile)
@@ -112,9 +131,9 @@ def main() -> int:
         distill = {
             'protocol': 'fast',
             'overrides': {**DISTILLATION, 'student': student},
-            'student': 'se_e2_a',
+            'student': 'se_atten_v2_compact',
             # The MD jobs and the evaluations run side by side: one thread each, so that they do not oversubscribe.
-            'options': {kind: {'environment_variables': ONE_THREAD} for kind in ('md', 'evaluate')},
+            'options': {kind: {'environment_variables': ONE_THREAD} for kind in ('md', 'evaluate', 'stability')},
         }
     builder = PFDWorkChain.get_builder_from_protocol(
         codes={'pw': 'pw@localhost', 'python': 'python@localhost', 'dp': 'dp@localhost'},
@@ -132,8 +151,47 @@ def main() -> int:
     node = submit(builder)
     print(f'Submitted PFDWorkChain<{node.pk}>; `verdi process status {node.pk}` shows its jobs per iteration.')
     follow(node, poll=10, children=('DistillWorkChain',), heartbeat=120)
+    ok = node.exit_status in (0, PFDWorkChain.exit_codes.ERROR_NOT_CONVERGED.status)
+    validation = None
+    if ok and not args.no_validate and REFERENCE.is_file():
+        validation = validate(node, structure)
     print_summary(node, wall_time=time.time() - start)
-    return 0 if node.exit_status in (0, PFDWorkChain.exit_codes.ERROR_NOT_CONVERGED.status) else 1
+    if validation is not None:
+        from aiida_pfd.summary import validation_text
+
+        print(f'\nValidationWorkChain<{validation.pk}> exit {validation.exit_status}')
+        if 'table' in validation.outputs:
+            print(validation_text(validation.outputs.table.get_dict()))
+        ok = ok and validation.is_finished_ok
+    return 0 if ok else 1
+
+
+def validate(node, structure):
+    """Foundation (energy zero aligned), fine-tuned and distilled model on the independent pw.x frames, and their
+    properties beside pw.x's."""
+    from aiida_pfd.progress import follow
+    from aiida_pfd.reference import load_reference
+    from aiida_pfd.workflows.validate import ValidationWorkChain
+
+    models = {'fine_tuned': node.outputs.model}
+    if 'aligned_foundation' in node.outputs:
+        models = {'foundation': node.outputs.aligned_foundation, **models}
+    if 'distill' in node.outputs and 'model' in node.outputs.distill:
+        models['distilled'] = node.outputs.distill.model
+    builder = ValidationWorkChain.get_builder()
+    builder.models = models
+    builder.structure = structure
+    builder.code = orm.load_code('python@localhost')
+    builder.reference = load_reference(REFERENCE, type_map=['Si'])
+    builder.teacher = orm.Str('fine_tuned')
+    if 'distilled' in models:
+        builder.student = orm.Str('distilled')
+    builder.parameters = orm.Dict({'rdf': {'temperature': 1000.0, 'time': 0.5}})
+    builder.options = orm.Dict({'environment_variables': ONE_THREAD})
+    validation = submit(builder)
+    print(f'Submitted ValidationWorkChain<{validation.pk}> on {REFERENCE.name}')
+    follow(validation, poll=10, heartbeat=120)
+    return validation
 
 
 if __name__ == '__main__':

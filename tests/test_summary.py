@@ -116,3 +116,26 @@ def test_summary_command(pfd_node):
     other.store()
     result = CliRunner().invoke(cmd_summary, [str(other.pk)])
     assert result.exit_code != 0 and 'is not a PFDWorkChain' in result.output
+
+
+def test_validation_text_shows_categories_properties_and_flags():
+    from aiida_pfd.summary import validation_text
+
+    errors = {'n_frames': 4, 'force_rmse': 0.0512, 'energy_rmse_per_atom': 0.0021, 'max_force_error': 0.2}
+    table = {
+        'categories': {'fine_tuned': {'vacancy_15': errors}, 'distilled': {'vacancy_15': {**errors, 'force_rmse': 0.09}}},
+        'properties': {
+            'b0': {
+                'unit': 'GPa',
+                'models': {'fine_tuned': 88.0, 'distilled': 99.0},
+                'dft': 89.0,
+                'relative_error': {'fine_tuned': 1 / 89, 'distilled': 10 / 89},
+                'student_vs_teacher': 0.125,
+            }
+        },
+        'flags': ['b0: the student deviates 12.5% from the teacher (tolerance 10%)'],
+    }
+    text = validation_text(table)
+    assert 'vacancy_15' in text and '0.051 / 2.1' in text and '0.090 / 2.1' in text
+    assert 'b0 (GPa)' in text and '99 (11.2%)' in text and '12.5%' in text
+    assert text.splitlines()[-1].startswith('FLAG: b0')

@@ -28,6 +28,9 @@ key                    meaning (default)
 ``seed``               integer >= 0 seeding the velocities and the Langevin noise; task ``i`` uses
                        ``numpy.random.default_rng([seed, i])`` (0)
 ``friction``           Langevin friction in 1/fs, > 0; ``langevin`` only (0.01)
+``peak_temperature``   heat-quench, ``langevin`` only: the thermostat's target rises linearly from the task's
+                       temperature to this one (K, above every task temperature) over the first 40 % of the steps,
+                       holds for 20 % and falls back over the last 40 % (null: constant temperature)
 ``tdamp``              thermostat time constant in fs, > 0; ``nose_hoover_chain`` and ``npt`` (100 timesteps)
 ``pdamp``              barostat time constant in fs, > 0; ``npt`` only (1000 timesteps)
 ``compressibility``    compressibility in 1/bar, > 0; ``berendsen`` only (1e-6, a typical solid)
@@ -69,6 +72,7 @@ _ONLY_FOR = {
     'pdamp': "`ensemble` 'npt'",
     'thermostat': "`ensemble` 'nvt' (with 'npt' the barostat brings its own thermostat)",
     'friction': "`thermostat` 'langevin'",
+    'peak_temperature': "`thermostat` 'langevin'",
     'tdamp': "`thermostat` 'nose_hoover_chain' or `ensemble` 'npt'",
     'compressibility': "`barostat` 'berendsen'",
 }
@@ -81,7 +85,10 @@ def _allowed_keys(parameters: dict) -> set[str]:
             keys.add('compressibility')
     else:
         keys = {'thermostat'}
-        keys.add('friction' if parameters.get('thermostat', 'langevin') == 'langevin' else 'tdamp')
+        if parameters.get('thermostat', 'langevin') == 'langevin':
+            keys |= {'friction', 'peak_temperature'}
+        else:
+            keys.add('tdamp')
     return _COMMON | keys
 
 
@@ -114,6 +121,9 @@ def check_parameters(parameters: dict) -> str | None:
     temperatures = parameters.get('temperatures')
     if not isinstance(temperatures, list) or not temperatures or not all(_is_real(v) and v > 0 for v in temperatures):
         return f'`temperatures` is {temperatures!r}: give a non-empty list of temperatures in K, each > 0.'
+    peak = parameters.get('peak_temperature')
+    if peak is not None and not (_is_real(peak) and peak > max(temperatures)):
+        return f'`peak_temperature` is {peak!r}: give a temperature in K above every one of `temperatures`.'
     if ensemble == 'npt':
         pressures = parameters.get('pressures')
         if not isinstance(pressures, list) or not pressures or not all(_is_real(v) for v in pressures):

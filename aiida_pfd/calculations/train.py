@@ -13,6 +13,7 @@ TRAIN_LOG = 'train.log'
 FREEZE_LOG = 'freeze.log'
 COMPRESS_LOG = 'compress.log'
 FOUNDATION_DIR = 'foundation'
+PAIR_TABLE = 'pair_table.txt'
 
 
 def compress_options(settings: dict) -> dict | None:
@@ -82,6 +83,18 @@ def validate_inputs(inputs, _=None) -> str | None:
 
     if 'numb_steps' not in parameters.get('training', {}):
         return 'parameters: `training.numb_steps` is required.'
+    if 'pair_table' in inputs:
+        if foundation is not None:
+            return 'pair_table: only for a model trained from scratch (a fine-tuned model keeps its own definition).'
+        model = parameters.get('model', {})
+        absent = [key for key in ('sw_rmin', 'sw_rmax') if key not in model]
+        if absent:
+            return (
+                f'parameters: with `pair_table`, set `model.{absent[0]}` (Å): the network is blended with the table '
+                'between `sw_rmin` and `sw_rmax`.'
+            )
+        if not 0 < model['sw_rmin'] < model['sw_rmax']:
+            return 'parameters: give 0 < `model.sw_rmin` < `model.sw_rmax`.'
     return check_compress(settings.get('compress'))
 
 
@@ -106,6 +119,13 @@ class DeepmdTrainCalculation(CalcJob):
         )
         spec.input('finetune_from', valid_type=ModelData, required=False, help='Checkpoint to fine-tune.')
         spec.input('model_branch', valid_type=orm.Str, required=False, help='Branch of a multi-task checkpoint.')
+        spec.input(
+            'pair_table',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='A DeePMD pair table (e.g. `aiida_pfd.zbl.zbl_pair_table`) blended with the network at short range '
+            '(`model.use_srtab`); `model.sw_rmin` and `model.sw_rmax` in `parameters` set the blending range.',
+        )
         spec.input(
             'settings',
             valid_type=orm.Dict,
@@ -164,6 +184,10 @@ class DeepmdTrainCalculation(CalcJob):
         parameters = deepmd.training_input(
             self.inputs.parameters.get_dict(), type_map, training_systems, validation_systems
         )
+        if 'pair_table' in self.inputs:
+            table = self.inputs.pair_table
+            local_copy_list.append((table.uuid, table.filename, PAIR_TABLE))
+            parameters['model']['use_srtab'] = PAIR_TABLE
         with folder.open(deepmd.TRAIN_INPUT, 'w') as handle:
             json.dump(parameters, handle, indent=2)
 

@@ -69,6 +69,14 @@ def systems_from_ase(frames: t.Iterable[Atoms]) -> list[dpdata.System]:
     return systems
 
 
+def system_order(frames: t.Sequence[Atoms]) -> list[int]:
+    """Indices of ``frames`` in the order :func:`systems_from_ase` stores them (system by system)."""
+    groups: dict[tuple, list[int]] = {}
+    for index, atoms in enumerate(frames):
+        groups.setdefault(_frame_key(atoms), []).append(index)
+    return [index for members in groups.values() for index in members]
+
+
 def _present_elements(systems: t.Sequence[dpdata.System]) -> list[str]:
     """Elements with at least one atom in ``systems``, in order of first appearance."""
     present = []

@@ -74,6 +74,15 @@ def build_dynamics(atoms, parameters: dict, temperature: float, pressure: float 
     )
 
 
+def target_temperature(step: int, nsteps: int, temperature: float, peak: float | None) -> float:
+    """The heat-quench schedule: ``temperature`` → ``peak`` over 40 % of the steps, held 20 %, back over 40 %."""
+    if peak is None:
+        return temperature
+    fraction = step / nsteps
+    rise = min(1.0, fraction / 0.4, (1.0 - fraction) / 0.4)
+    return temperature + (peak - temperature) * max(0.0, rise)
+
+
 def pair_bounds(atoms, min_distance: float | None):
     """``(cutoff, bound(i, j))``: a fixed ``min_distance``, or 0.5 x the pair's covalent-radius sum."""
     from ase.data import covalent_radii
@@ -165,8 +174,13 @@ def run_task(task: dict, parameters: dict, calculator) -> dict:
     thermo_path.parent.mkdir(parents=True, exist_ok=True)
     with open(thermo_path, 'w', buffering=1) as thermo:
         thermo.write('# ' + ' '.join(THERMO_COLUMNS) + '\n')
+        peak = parameters.get('peak_temperature')
         for _ in dynamics.irun(parameters['nsteps']):
             step = dynamics.nsteps
+            if peak is not None:
+                dynamics.set_temperature(
+                    temperature_K=target_temperature(step, parameters['nsteps'], temperature, peak)
+                )
             reason = instability(atoms, cutoff, bound, parameters['max_force'])
             if reason:
                 break

@@ -3,9 +3,10 @@
 Outline::
 
     explore (MD with the teacher; the sampled frames carry the teacher's labels) → collect (sample
-    ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train``, then ``dp --pt compress``
-    unless ``compress`` is False) → inspect_student →
-    evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT ``reference_set``) →
+    ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train`` with, if ``zbl`` is given, the
+    ZBL pair table blended in at short range; then ``dp --pt compress`` unless ``compress`` is False) →
+    inspect_student → evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT
+    ``reference_set``; with ``stability``, the student's ``pfd.stability`` MD beside them) →
     if_(speed given): measure_speed (both side by side in one ``pfd.speed`` job, after the evaluations) → results
 """
 
@@ -19,11 +20,16 @@ from aiida.plugins import CalculationFactory
 from ..data import LabeledDataset, ModelData
 from ..data.operations import merge_datasets, split_dataset, subset_dataset
 from ..protocols import get_protocol, load_protocols
+from ..zbl import zbl_pair_table
 from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
 
 DeepmdTrainCalculation = CalculationFactory('pfd.deepmd.train')
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
 SpeedCalculation = CalculationFactory('pfd.speed')
+StabilityCalculation = CalculationFactory('pfd.stability')
+
+#: DeePMD descriptors with a type embedding: the only ones DeePMD's DP-ZBL model (``use_srtab``) accepts.
+MIXED_TYPE_DESCRIPTORS = ('se_atten', 'se_atten_v2', 'dpa1', 'dpa2', 'dpa3')
 
 #: Evaluations: link label -> (model, reference) roles.
 EVALUATIONS = {
@@ -56,8 +62,68 @@ def validate_student(value, _=None) -> str | None:
     return None
 
 
+#: The ZBL blending range by default, as fractions of the smallest covalent-radius sum of the student's elements:
+#: for Si (2.22 Å) pure ZBL below 1.11 Å, pure network above 1.67 Å (the shortest Si-Si distance in MD at 1500 K is
+#: about 2 Å).
+ZBL_RANGE = {'sw_rmin': 0.5, 'sw_rmax': 0.75}
+
+
+def validate_zbl(value, _=None) -> str | None:
+    zbl = value.get_dict()
+    unknown = sorted(set(zbl) - {'sw_rmin', 'sw_rmax', 'smin_alpha'})
+    if unknown:
+        return f'zbl: unknown keys {unknown}; give `sw_rmin`, `sw_rmax` (Å) and optionally `smin_alpha`, or {{}}.'
+    if any(not isinstance(value, (int, float)) or value <= 0 for value in zbl.values()):
+        return 'zbl: give positive numbers (Å for `sw_rmin` and `sw_rmax`).'
+    if 'sw_rmin' in zbl and 'sw_rmax' in zbl and zbl['sw_rmin'] >= zbl['sw_rmax']:
+        return 'zbl: give `sw_rmin` < `sw_rmax` (pure ZBL below sw_rmin, pure network above sw_rmax).'
+    return None
+
+
+def zbl_blending(zbl: dict, elements) -> dict:
+    """``zbl`` with the blending range not given filled in from the elements' covalent radii (:data:`ZBL_RANGE`)."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    shortest = 2 * min(covalent_radii[atomic_numbers[element]] for element in elements)
+    blending = {key: round(fraction * shortest, 4) for key, fraction in ZBL_RANGE.items()}
+    return {**blending, **zbl}
+
+
+def validate_stability(value, _=None) -> str | None:
+    from ..calculations.stability import check_parameters
+
+    parameters = value.get_dict()
+    parameters.setdefault('temperatures', [1.0])  # filled from the exploration when absent
+    problem = check_parameters(parameters)
+    return f'stability: {problem}' if problem else None
+
+
+def stability_temperatures(exploration: dict) -> list[float]:
+    """The highest temperature the exploration reaches (heat-quench peaks included) and 1.2 x above it."""
+    highest = max(
+        max([*group['temperatures'], group.get('peak_temperature') or 0])
+        for stage in exploration['stages']
+        for group in stage
+    )
+    return [float(highest), round(1.2 * highest, 6)]
+
+
 def validate_inputs(inputs, ctx=None) -> str | None:
     """Cross-checks; when exposed in ``PFDWorkChain`` (ports excluded), only those on the ports present."""
+    zbl, student = inputs.get('zbl'), inputs.get('student')
+    if zbl is not None and student is not None:
+        descriptor = student.get_dict().get('model', {}).get('descriptor', {}).get('type')
+        if descriptor not in MIXED_TYPE_DESCRIPTORS:
+            return (
+                'zbl: DeePMD blends a pair table only into a type-embedding descriptor '
+                f'({", ".join(MIXED_TYPE_DESCRIPTORS)}), '
+                f'not `{descriptor}`: choose the student `se_atten_v2_compact`, or leave `zbl` out.'
+            )
+    stability = inputs.get('stability')
+    if stability is not None:
+        periodic = [name for name, structure in inputs.get('structures', {}).items() if all(structure.pbc)]
+        if (ctx is None or 'structures' in ctx) and not periodic:
+            return 'stability: the MD test needs a periodic structure among `structures`; leave `stability` out.'
     teacher = inputs.get('teacher')
     structures = inputs.get('structures', {})
     if teacher is not None:
@@ -120,6 +186,25 @@ class DistillWorkChain(WorkChain):
             'uncompressed one is used.',
         )
         spec.input(
+            'zbl',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_zbl,
+            help='Blend the ZBL screened nuclear repulsion into the student at short range (DeePMD `use_srtab`): '
+            '`sw_rmin`, `sw_rmax` in Å (pure ZBL below, pure network above; default 0.5 and 0.75 x the smallest '
+            'covalent-radius sum), optional `smin_alpha`. Needs a type-embedding student such as '
+            '`se_atten_v2_compact`.',
+        )
+        spec.input(
+            'stability',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_stability,
+            help='Run the student in MD before handing it over (`pfd.stability` parameters): NVT then NVE in a '
+            'supercell of the first periodic structure; `temperatures` default to the highest exploration '
+            'temperature and 1.2 x above it. A failed check ends the workchain with ERROR_STUDENT_UNSTABLE.',
+        )
+        spec.input(
             'reference_set',
             valid_type=LabeledDataset,
             required=False,
@@ -135,7 +220,8 @@ class DistillWorkChain(WorkChain):
             'options',
             valid_type=orm.Dict,
             required=False,
-            help='`metadata.options` per job kind: {"md": {...}, "train": {...}, "evaluate": {...}, "speed": {...}}.',
+            help='`metadata.options` per job kind: {"md": {...}, "train": {...}, "evaluate": {...}, "speed": {...}, '
+            '"stability": {...}}.',
         )
         spec.inputs.validator = validate_inputs
 
@@ -171,10 +257,22 @@ class DistillWorkChain(WorkChain):
             'metrics); `speed` (pfd.speed) when timed.',
         )
 
+        spec.output(
+            'stability',
+            valid_type=orm.Dict,
+            required=False,
+            help="The student's `pfd.stability` results: per temperature the measurements, named checks and verdict.",
+        )
+
         spec.exit_code(400, 'ERROR_EXPLORATION_FAILED', message='The exploration gave too few frames: {message}')
         spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='The student training failed: {message}')
         spec.exit_code(402, 'ERROR_EVALUATION_FAILED', message='An evaluation failed: {message}')
         spec.exit_code(403, 'ERROR_SPEED_FAILED', message='The timing failed (other outputs kept): {message}')
+        spec.exit_code(
+            404,
+            'ERROR_STUDENT_UNSTABLE',
+            message='The student failed the MD stability checks (its model and results are attached): {message}',
+        )
 
     @classmethod
     def get_builder_from_protocol(
@@ -184,12 +282,13 @@ class DistillWorkChain(WorkChain):
         structures: dict,
         protocol: str | None = None,
         overrides: dict | None = None,
-        student: str = 'se_e2_a',
+        student: str | None = None,
         reference_set: LabeledDataset | None = None,
         teacher_head: str | None = None,
     ):
-        """A builder from ``protocols/distill.yaml``; ``student`` picks the descriptor template (``se_e2_a`` or
-        ``se_atten_v2``); ``overrides`` replace entries of the preset (``student`` merges into the input.json)."""
+        """A builder from ``protocols/distill.yaml``; ``student`` picks the descriptor template (default
+        ``se_atten_v2_compact``; ``se_e2_a``, ``se_atten_v2``); ``overrides`` replace entries of the preset
+        (``student`` merges into the input.json)."""
         codes = {key: orm.load_code(value) if isinstance(value, str) else value for key, value in codes.items()}
         preset = distill_preset(protocol, overrides, student)
         builder = cls.get_builder()
@@ -265,6 +364,18 @@ class DistillWorkChain(WorkChain):
         }
         if self.inputs.compress.value:
             inputs['settings'] = orm.Dict({'compress': True})
+        if 'zbl' in self.inputs:
+            student = self.inputs.student.get_dict()
+            rcut = student['model']['descriptor'].get('rcut', 6.0)
+            type_map = self.ctx.training_set.type_map
+            inputs['pair_table'] = zbl_pair_table(orm.List(type_map), orm.Float(rcut))
+            blending = zbl_blending(self.inputs.zbl.get_dict(), type_map)
+            student['model'].update(blending)
+            inputs['parameters'] = orm.Dict(student)
+            self.report(
+                f'blending the ZBL repulsion into the student: pure ZBL below {blending["sw_rmin"]} Å, pure network '
+                f'above {blending["sw_rmax"]} Å'
+            )
         node = self.submit(DeepmdTrainCalculation, **inputs)
         steps = self.inputs.student['training']['numb_steps']
         descriptor = self.inputs.student['model']['descriptor'].get('type', '?')
@@ -307,6 +418,8 @@ class DistillWorkChain(WorkChain):
             if model == 'teacher' and 'teacher_head' in self.inputs:
                 inputs['model_head'] = self.inputs.teacher_head
             jobs[label] = self.submit(EvaluateCalculation, **inputs)
+        if 'stability' in self.inputs:
+            jobs['stability'] = self._submit_stability()
         self.report(f'evaluating: {", ".join(jobs)}')
         return ToContext(**{f'check_{key}': node for key, node in jobs.items()})
 
@@ -332,8 +445,43 @@ class DistillWorkChain(WorkChain):
         self.report(f'timing teacher and student side by side: {node.process_label}<{node.pk}>')
         return ToContext(check_speed=node)
 
+    def _submit_stability(self):
+        parameters = self.inputs.stability.get_dict()
+        parameters.setdefault('temperatures', stability_temperatures(self.inputs.exploration.get_dict()))
+        name = next(name for name in sorted(self.inputs.structures) if all(self.inputs.structures[name].pbc))
+        inputs = {
+            'code': self.inputs.codes['python'],
+            'model': self.ctx.student,
+            'structure': self.inputs.structures[name],
+            'parameters': orm.Dict(parameters),
+            'metadata': {'call_link_label': 'stability', 'options': self._options('stability')},
+        }
+        return self.submit(StabilityCalculation, **inputs)
+
+    def _stability_outcome(self):
+        """Attach the stability results; the exit code if the student failed them (or the job failed)."""
+        node = self.ctx.get('check_stability')
+        if node is None:
+            return None
+        if 'results' in node.outputs:
+            self.out('stability', node.outputs.results)
+            for run in node.outputs.results['runs']:
+                verdict = 'passed' if run['passed'] else f'FAILED: {run["message"]}'
+                self.report(
+                    f'stability {run["temperature"]:g} K, {run["n_atoms"]} atoms, {run["simulated_ps"]:g} ps: '
+                    f'closest pair {run["min_distance"]:.2f} Å, temperature within '
+                    f'{run["temperature_max_excursion"]:.0%}, NVE drift {run["energy_drift"]:.3g} meV/atom/ps; '
+                    f'{verdict}'
+                )
+        if node.is_finished_ok:
+            return None
+        return self.exit_codes.ERROR_STUDENT_UNSTABLE.format(
+            message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+        )
+
     def results(self):
         nodes, failed = {}, []
+        unstable = self._stability_outcome()
         for label in EVALUATIONS:
             node = self.ctx.get(f'check_{label}')
             if node is None:
@@ -360,6 +508,8 @@ class DistillWorkChain(WorkChain):
             self.out('metrics', assemble_metrics(**nodes))
         if failed:
             return self.exit_codes.ERROR_EVALUATION_FAILED.format(message='; '.join(failed))
+        if unstable is not None:
+            return unstable
         if speed is not None and not speed.is_finished_ok:
             return self.exit_codes.ERROR_SPEED_FAILED.format(
                 message=f'{speed.process_label}<{speed.pk}> [{speed.exit_status}] {speed.exit_message}'
@@ -376,25 +526,33 @@ class DistillWorkChain(WorkChain):
         return dict(self.inputs.options.get(kind, {})) if 'options' in self.inputs else {}
 
 
-def distill_preset(protocol: str | None = None, overrides: dict | None = None, student: str = 'se_e2_a') -> dict:
-    """The preset ``protocol`` of ``protocols/distill.yaml`` with the ``student`` template merged into its
-    ``student`` input.json, then ``overrides`` merged over it all."""
+def distill_preset(protocol: str | None = None, overrides: dict | None = None, student: str | None = None) -> dict:
+    """The preset ``protocol`` of ``protocols/distill.yaml`` with the ``student`` template (default: the file's
+    ``default_student``) merged into its ``student`` input.json, then ``overrides`` merged over it all. The preset's
+    ``zbl`` is dropped for a student without a type embedding, unless ``overrides`` ask for it."""
     from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
     preset = get_protocol('distill', protocol)
-    preset['student'] = recursive_merge(student_template(student), preset['student'])
-    return recursive_merge(preset, overrides or {})
+    preset['student'] = recursive_merge(
+        student_template(student or load_protocols('distill')['default_student']), preset['student']
+    )
+    preset = recursive_merge(preset, overrides or {})
+    descriptor = preset['student']['model']['descriptor'].get('type')
+    if descriptor not in MIXED_TYPE_DESCRIPTORS and 'zbl' not in (overrides or {}):
+        preset.pop('zbl', None)
+    return preset
 
 
 def preset_inputs(preset: dict) -> dict:
     """The inputs that a :func:`distill_preset` fills: ``exploration``, ``n_frames``, ``test_fraction``, ``student``
-    and, if the preset times the models, ``speed``."""
+    and, where the preset has them, ``speed``, ``stability`` and ``zbl``."""
     inputs = {
         'exploration': orm.Dict(preset['exploration']),
         'n_frames': orm.Int(preset['n_frames']),
         'test_fraction': orm.Float(preset['test_fraction']),
         'student': orm.Dict(preset['student']),
     }
-    if preset.get('speed'):
-        inputs['speed'] = orm.Dict(preset['speed'])
+    for key in ('speed', 'stability', 'zbl'):
+        if preset.get(key) is not None:
+            inputs[key] = orm.Dict(preset[key])
     return inputs

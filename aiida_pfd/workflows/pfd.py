@@ -326,8 +326,8 @@ class PFDWorkChain(WorkChain):
             ``training``, ``convergence``); ``training.parameters`` is the foundation family's settings.
         :param dft_overrides: aiida-quantumespresso overrides for the DFT labels (on top of the preset's DFT protocol).
         :param distill: distil the fine-tuned model at the end: ``{'protocol': ..., 'overrides': ..., 'student':
-            'se_e2_a', 'options': ...}`` for ``protocols/distill.yaml`` (``{}``: the default preset); ``options`` are
-            the distillation's ``metadata.options`` per job kind.
+            'se_atten_v2_compact', 'options': ...}`` for ``protocols/distill.yaml`` (``{}``: the default preset);
+            ``options`` are the distillation's ``metadata.options`` per job kind.
         """
         from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
@@ -372,9 +372,7 @@ class PFDWorkChain(WorkChain):
         dft.kpoints_force_parity = pw.kpoints_force_parity
         dft.max_iterations = pw.max_iterations
         if distill is not None:
-            settings = distill_preset(
-                distill.get('protocol'), distill.get('overrides'), distill.get('student', 'se_e2_a')
-            )
+            settings = distill_preset(distill.get('protocol'), distill.get('overrides'), distill.get('student'))
             for port, node in preset_inputs(settings).items():
                 builder.distill[port] = node
             if distill.get('options'):

@@ -168,6 +168,27 @@ def test_unstable_task_keeps_its_frames_and_the_others_run(aiida_profile_clean, 
     assert thermo.get_array(f'task_{tasks["squeezed"]["index"]:03d}').shape == (0, 7)
 
 
+def test_heat_quench_follows_the_temperature_ramp(aiida_profile_clean, python_code, tiny_model):
+    parameters = dict(
+        temperatures=[100.0],
+        peak_temperature=3000.0,
+        nsteps=60,
+        sample_every=30,
+        thermo_every=1,
+        timestep=1.0,
+        friction=0.5,
+        min_distance=0.2,
+    )
+    _, node = run_get_node(md_builder(python_code, tiny_model, {'cu': cu()}, **parameters))
+
+    assert node.exit_status in (0, 400), node.exit_message
+    rows = node.outputs.thermo.get_array('task_000')
+    temperature = {int(step): value for step, value in zip(rows[:, 0], rows[:, 2])}
+    start = np.mean([temperature[s] for s in range(1, 7) if s in temperature])
+    peak = np.mean([temperature[s] for s in range(24, 37) if s in temperature])
+    assert peak > 5 * start  # the thermostat's target went from 100 K up to 3000 K and held there mid-run
+
+
 @pytest.mark.parametrize(
     ('parameters', 'message'),
     [
@@ -193,6 +214,8 @@ def test_unstable_task_keeps_its_frames_and_the_others_run(aiida_profile_clean, 
         ({'seed': -1}, '`seed` is -1'),
         ({'min_distance': 0.0}, '`min_distance` is 0.0'),
         ({'temperature': 300}, "unknown keys \\['temperature'\\]"),
+        ({'peak_temperature': 200}, '`peak_temperature` is 200: give a temperature in K above every one'),
+        ({'thermostat': 'nose_hoover_chain', 'peak_temperature': 900}, '`peak_temperature` applies only with'),
     ],
 )
 def test_bad_parameters_are_rejected(aiida_profile_clean, python_code, tiny_model, parameters, message):

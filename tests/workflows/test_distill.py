@@ -51,6 +51,7 @@ def builder(aiida_profile_clean, python_code, dp_code, sevennet0, emt_dataset):
 
 @pytest.mark.slow
 def test_student_is_trained_on_teacher_frames_and_compared(builder, sevennet0, emt_dataset):
+    del builder['stability']  # tested on cheaper teachers below
     results, node = run_get_node(builder)
 
     assert node.is_finished_ok, node.exit_message
@@ -94,7 +95,8 @@ def test_student_is_trained_on_teacher_frames_and_compared(builder, sevennet0, e
     assert set(query.all(flat=True)) == {sevennet0.pk}
 
     report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
-    assert 'training the se_e2_a student' in report and 'speed-up' in report
+    assert 'training the se_atten_v2 student' in report and 'speed-up' in report
+    assert 'blending the ZBL repulsion into the student' in report and 'pair_table' in train.inputs
 
 
 TINY_DPA3_STUDENT = {
@@ -124,22 +126,84 @@ TINY_DPA3_STUDENT = {
 }
 
 
-def test_a_student_that_cannot_be_compressed_is_used_uncompressed(builder, tiny_model):
-    """DeePMD cannot compress DPA-3: the training job exits 304 with its frozen model, and the distillation goes on."""
-    builder.teacher = tiny_model  # a cheap teacher: only the compression fallback is tested here
+#: The student's MD test, short: 32 Cu atoms, 0.3 ps NVT and 0.1 ps NVE per temperature.
+SHORT_STABILITY = {
+    'min_atoms': 32,
+    'nvt_time': 0.3,
+    'nve_time': 0.1,
+    'timestep': 2.0,
+    'thermo_every': 5,
+    'equilibration': 0.1,
+    'temperature_tolerance': 0.6,
+}
+
+
+def test_an_uncompressible_student_is_used_uncompressed_and_its_collapse_is_named(builder, tiny_model):
+    """DeePMD cannot compress DPA-3: the training job exits 304 with its frozen model, and the distillation goes on;
+    the student (10 steps of training, no ZBL) then collapses in the MD test: exit 404, its model still attached."""
+    builder.teacher = tiny_model  # a cheap teacher: the compression fallback and the stability verdict are tested
     builder.student = orm.Dict(TINY_DPA3_STUDENT)
     builder.reference_set = None
+    builder.stability = orm.Dict(SHORT_STABILITY)
+    del builder['speed']
+    del builder['zbl']
+
+    results, node = run_get_node(builder)
+
+    assert node.exit_status == DistillWorkChain.exit_codes.ERROR_STUDENT_UNSTABLE.status, node.exit_message
+    train = results['model'].creator
+    assert train.exit_status == 304 and 'Compression is unsupported for DPA3' in train.exit_message
+    assert results['model'].pk == train.outputs.model.pk and 'uncompressed_model' not in results
+    assert set(results['metrics'].get_dict()) == {'student_vs_teacher'}
+    stability = results['stability'].get_dict()
+    # the temperatures of the test: the highest explored (900 K) and 1.2 x above it
+    assert [run['temperature'] for run in stability['runs']] == [900.0, 1080.0]
+    assert not stability['passed'] and not all(run['checks']['min_distance'] for run in stability['runs'])
+    assert stability['runs'][0]['n_atoms'] == 32
+    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert 'compression failed, going on with the uncompressed student' in report
+    assert 'stability 900 K, 32 atoms' in report and 'FAILED' in report
+
+
+def test_wider_exploration_and_a_zbl_student_that_holds_in_md(builder, tiny_model):
+    """Task groups explore a supercell with a vacancy, strained, and a heat-quench; the default student (compact
+    se_atten_v2) gets the ZBL pair table and passes the MD test, where the teacher itself collapses."""
+    builder.teacher = tiny_model
+    builder.reference_set = None
+    builder.exploration = orm.Dict(
+        {
+            'stages': [
+                [
+                    {
+                        'temperatures': [300],
+                        'nsteps': 12,
+                        'sample_every': 3,
+                        'supercell': [2, 1, 1],
+                        'defects': ['vacancy'],
+                        'strains': [-0.03, 0.03],
+                    },
+                    {'temperatures': [300], 'nsteps': 12, 'sample_every': 3, 'peak_temperature': 1200},
+                ]
+            ]
+        }
+    )
+    builder.stability = orm.Dict({**SHORT_STABILITY, 'temperatures': [600.0]})
     del builder['speed']
 
     results, node = run_get_node(builder)
 
     assert node.is_finished_ok, node.exit_message
+    explored = sorted(
+        name for md in node.called if md.process_label == 'AseMdCalculation' for name in md.inputs.structures
+    )
+    assert explored == ['cu', 'cu_x211_vacancy_strain_m3p0', 'cu_x211_vacancy_strain_p3p0']
+    vacancy = next(md for md in node.called if 'cu_x211_vacancy_strain_m3p0' in getattr(md.inputs, 'structures', {}))
+    assert len(vacancy.inputs.structures['cu_x211_vacancy_strain_m3p0'].sites) == 7
     train = results['model'].creator
-    assert train.exit_status == 304 and 'Compression is unsupported for DPA3' in train.exit_message
-    assert results['model'].pk == train.outputs.model.pk and 'uncompressed_model' not in results
-    assert set(results['metrics'].get_dict()) == {'student_vs_teacher'}
-    report = '\n'.join(log.message for log in orm.Log.collection.get_logs_for(node))
-    assert 'compression failed, going on with the uncompressed student' in report
+    assert 'pair_table' in train.inputs
+    assert train.inputs.parameters['model']['sw_rmax'] == pytest.approx(0.75 * 2 * 1.32, abs=0.01)
+    run = results['stability']['runs'][0]
+    assert run['passed'] and run['min_distance_ratio'] > SHORT_STABILITY.get('min_distance_fraction', 0.6)
 
 
 @pytest.mark.parametrize(
@@ -150,9 +214,17 @@ def test_a_student_that_cannot_be_compressed_is_used_uncompressed(builder, tiny_
         ('student', lambda: orm.Dict({'training': {'numb_steps': 5}}), 'model.descriptor'),
         ('structures', lambda: {'nacl': orm.StructureData(ase=bulk('NaCl', 'rocksalt', a=5.6))}, 'lacks'),
         ('teacher_head', lambda: orm.Str('EMT_Cu'), 'not a head'),
+        (
+            'exploration',
+            lambda: orm.Dict({'stages': [[{'temperatures': [300], 'nsteps': 4, 'supercell': [2, 2]}]]}),
+            'task group 0: `supercell` is \\[2, 2\\]',
+        ),
+        ('zbl', lambda: orm.Dict({'sw_rmin': 2.0, 'sw_rmax': 1.0}), '`sw_rmin` < `sw_rmax`'),
+        ('stability', lambda: orm.Dict({'nvt_time': 0.5}), 'stability: `equilibration` 1.0 ps'),
     ],
 )
-def test_inputs_are_validated(builder, port, value, message):
+def test_inputs_are_validated(builder, tiny_model, port, value, message):
+    builder.teacher = tiny_model  # Cu and Si only: NaCl is refused before anything runs
     with pytest.raises(ValueError, match=message):
         builder[port] = value()
         run_get_node(builder)
@@ -170,7 +242,11 @@ def test_student_templates():
     preset = distill_preset('balanced', student='se_atten_v2')
     assert preset['student']['model']['descriptor']['type'] == 'se_atten_v2'
     assert preset['student']['model']['descriptor']['sel'] == 'auto'
-    default = distill_preset('fast')['student']['model']['descriptor']
-    assert default['type'] == 'se_e2_a' and default['rcut'] == 6.0 and default['sel'] == 'auto'
+    assert preset['zbl'] == {} and preset['stability']['min_atoms'] == 512
+    default = distill_preset('fast')
+    descriptor = default['student']['model']['descriptor']
+    assert descriptor['type'] == 'se_atten_v2' and descriptor['attn_layer'] == 0 and descriptor['sel'] == 'auto'
+    assert 'zbl' in default
+    assert 'zbl' not in distill_preset('fast', student='se_e2_a')  # no type embedding: DeePMD cannot blend ZBL in
     with pytest.raises(ValueError, match='unknown student'):
         distill_preset('fast', student='dpa3')

@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""Build ``examples/data/si_reference.extxyz``: independent pw.x frames of Si, by category, that no workflow trains on.
+
+Configurations come from Langevin MD with SevenNet-0 as shipped (it has never seen these DFT data), seeded, plus
+exact structures for the properties (equation of state and elastic strains of the primitive cell, a perfect and a
+vacancy cell). Each frame is labelled by ``PwBaseWorkChain`` with the demo's DFT preset (``balanced``: Debian's
+Si.pbe-nl-rrkjus_psl.1.0.0.UPF, 30/240 Ry, k-point spacing 0.4 1/Å), one serial pw.x per frame, at most ``--jobs``
+at a time. Run it with the profile's daemon running::
+
+    python benchmarks/si_reference/build.py --profile pfd --jobs 2
+
+Every frame's ``info`` holds ``category``, ``config`` (how it was made) and the pw.x ``PwBaseWorkChain`` uuid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+A0 = 5.43
+OUTPUT = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'data' / 'si_reference.extxyz'
+
+
+def md_snapshots(
+    atoms: Atoms,
+    temperature: float,
+    count: int,
+    seed: int,
+    steps: int = 1000,
+    every: int = 100,
+    peak: float | None = None,
+) -> list[Atoms]:
+    """``count`` snapshots of Langevin MD (2 fs) with SevenNet-0, after ``steps - count * every`` steps; with ``peak``
+    the thermostat first melts the cell at ``peak`` K for half the steps."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from sevenn.calculator import SevenNetCalculator
+
+    atoms = atoms.copy()
+    atoms.calc = SevenNetCalculator('7net-0', device='cpu')
+    rng = np.random.default_rng(seed)
+    start = peak or temperature
+    thermalize_momenta(atoms, start, exact_temperature=True, rng=rng)
+    Stationary(atoms)
+    dynamics = Langevin(atoms, 2 * units.fs, temperature_K=start, friction=0.02 / units.fs, rng=rng)
+    if peak:
+        dynamics.run(steps // 2)
+        dynamics.set_temperature(temperature_K=temperature)
+    dynamics.run(steps - count * every)
+    frames = []
+    for _ in range(count):
+        dynamics.run(every)
+        frame = atoms.copy()
+        frame.calc = None
+        frames.append(frame)
+    return frames
+
+
+def configurations() -> list[tuple[str, str, Atoms]]:
+    """(category, how it was made, atoms) of every frame."""
+    diamond = bulk('Si', 'diamond', a=A0, cubic=True)
+    primitive = bulk('Si', 'diamond', a=A0)
+    hexagonal = bulk('SiSi', 'wurtzite', a=3.84, c=6.34, orthorhombic=True)
+    double = diamond.repeat((2, 1, 1))
+    vacancy = double.copy()
+    del vacancy[0]
+    interstitial = double.copy()
+    interstitial.append('Si')
+    interstitial.positions[-1] = np.array([0.5, 0.5, 0.5]) * A0  # tetrahedral site of the first cubic cell
+    out = []
+
+    def add(category, config, frames):
+        out.extend((category, config, frame) for frame in frames)
+
+    add('crystal_8', 'Si8 diamond, SevenNet-0 MD 600 K', md_snapshots(diamond, 600, 4, seed=11))
+    add(
+        'supercell_32',
+        'Si32 (2x2x1) diamond, SevenNet-0 MD 1000 K',
+        md_snapshots(diamond.repeat((2, 2, 1)), 1000, 3, seed=12, steps=800),
+    )
+    add('hot_16', 'Si16 (2x1x1) diamond, SevenNet-0 MD 1500 K', md_snapshots(double, 1500, 4, seed=13))
+    add('vacancy_15', 'Si15 (2x1x1 less one atom), SevenNet-0 MD 600 K', md_snapshots(vacancy, 600, 4, seed=14))
+    add(
+        'interstitial_17',
+        'Si17 (2x1x1 plus tetrahedral interstitial), SevenNet-0 MD 600 K',
+        md_snapshots(interstitial, 600, 4, seed=15),
+    )
+    for strain in (-0.05, 0.05):
+        cell = diamond.copy()
+        cell.set_cell(cell.cell * (1 + strain), scale_atoms=True)
+        add(
+            'strained_8',
+            f'Si8 diamond at {strain:+.0%} linear strain, SevenNet-0 MD 600 K',
+            md_snapshots(cell, 600, 2, seed=16 if strain < 0 else 17),
+        )
+    add(
+        'hex_diamond_8',
+        'Si8 hexagonal diamond (orthorhombic cell), SevenNet-0 MD 600 K',
+        md_snapshots(hexagonal, 600, 4, seed=18),
+    )
+    add(
+        'disordered_16',
+        'Si16 melted at 3000 K and held at 1800 K, SevenNet-0 MD',
+        md_snapshots(double, 1800, 4, seed=19, steps=2000, peak=3000),
+    )
+    # properties: exact structures
+    for scale in np.linspace(0.97, 1.03, 7):
+        cell = primitive.copy()
+        cell.set_cell(cell.cell * scale, scale_atoms=True)
+        add('eos_2', f'Si2 primitive at {scale:.3f} a0', [cell])
+    for name, strain in (('e_xx', np.diag([0.01, 0, 0])), ('e_yz', np.array([[0, 0, 0], [0, 0, 0.01], [0, 0.01, 0]]))):
+        cell = diamond.copy()
+        cell.set_cell(cell.cell @ (np.eye(3) + strain), scale_atoms=True)
+        add('elastic_8', f'Si8 cubic cell, strain {name} = 0.01 (unrelaxed ions)', [cell])
+    add('vacancy_formation', 'Si16 (2x1x1) perfect', [double.copy()])
+    add('vacancy_formation', 'Si15 (2x1x1) unrelaxed vacancy', [vacancy.copy()])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--profile', default='pfd')
+    parser.add_argument('--jobs', type=int, default=2, help='pw.x runs at a time')
+    args = parser.parse_args()
+
+    from aiida import load_profile, orm
+
+    load_profile(args.profile)
+    from aiida.engine import submit
+
+    from aiida_pfd.workflows.labelling.quantumespresso import (
+        all_kinds_structure,
+        frame_from_pw,
+        get_pw_builder,
+        pseudos_for,
+    )
+
+    frames = configurations()
+    print(f'{len(frames)} configurations', flush=True)
+    template = get_pw_builder(
+        orm.load_code('pw@localhost'),
+        all_kinds_structure({'si': orm.StructureData(ase=bulk('Si', 'diamond', a=A0))}),
+        protocol='balanced',
+    )
+    pending = list(enumerate(frames))
+    running, done = {}, {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            index, (category, config, atoms) = pending.pop(0)
+            builder = template._inputs(prune=True)
+            structure = orm.StructureData(ase=atoms)
+            builder['pw']['structure'] = structure
+            builder['pw']['pseudos'] = pseudos_for(structure, builder['pw']['pseudos'])
+            builder['pw']['metadata']['options']['resources'] = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+            builder['pw']['metadata']['options']['withmpi'] = True
+            builder['metadata'] = {'label': f'si_reference_{index:03d}'}
+            from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+            running[index] = submit(PwBaseWorkChain, **builder)
+        time.sleep(5)
+        for index, node in list(running.items()):
+            if node.is_terminated:
+                del running[index]
+                done[index] = node
+                status = 'ok' if node.is_finished_ok else f'failed [{node.exit_status}]'
+                print(f'{index:03d} {frames[index][0]}: {status} ({len(done)}/{len(frames)})', flush=True)
+
+    out = []
+    for index, (category, config, _) in enumerate(frames):
+        node = done[index]
+        if not node.is_finished_ok:
+            continue
+        frame = frame_from_pw(node.inputs.pw.structure, node.outputs.output_parameters, node.outputs.output_trajectory)
+        atoms = frame.to_ase()[0]
+        atoms.info.update({'category': category, 'config': config, 'pw_uuid': node.uuid})
+        out.append(atoms)
+    from ase.io import write
+
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    write(OUTPUT, out, format='extxyz')
+    print(f'wrote {len(out)} frames to {OUTPUT}')
+    return 0 if len(out) == len(frames) else 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
