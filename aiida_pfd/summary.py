@@ -52,6 +52,8 @@ def summarize(node: orm.WorkflowNode) -> dict:
             }
     if 'stability' in distill:
         summary['stability'] = distill['stability'].get_dict()
+    if 'rounds' in distill:
+        summary['rounds'] = distill['rounds']['rounds']
     if 'model' in distill:
         summary['distilled_model'] = distill['model'].pk
         summary['distillation_frames'] = distill['training_set'].n_frames + distill['test_set'].n_frames
@@ -154,6 +156,13 @@ def summary_tables(summary: dict, wall_time: float | None = None) -> str:
         rows.append(
             [f'speed-up per atom-step, {atoms} atoms', f'{_number(ratio, ".1f")}x{before} (ms/atom-step: {detail})']
         )
+    if summary.get('rounds'):
+        steps = '; '.join(
+            f'round {entry["round"]}: {_number(entry.get("force_rmse"), ".4f")} eV/Å on {entry["training_frames"]} '
+            f'frames' + (f', +{entry["added"]}' if entry.get('added') else f' ({entry.get("stopped", "")})')
+            for entry in summary['rounds']
+        )
+        rows.append(['distillation rounds (student vs held-out teacher frames)', steps])
     for run in summary.get('stability', {}).get('runs', []):
         verdict = 'passed' if run['passed'] else f'FAILED: {run["message"]}'
         rows.append(

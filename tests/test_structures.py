@@ -37,7 +37,7 @@ def test_vacancy_removes_one_atom_and_leaves_four_dangling_neighbours(diamond):
 def test_interstitial_goes_to_the_tetrahedral_site_of_diamond(diamond):
     from ase.geometry import get_distances
 
-    _, distances = get_distances([largest_void(diamond, spacing=0.1)], diamond.positions, diamond.cell, pbc=True)
+    _, distances = get_distances([largest_void(diamond)], diamond.positions, diamond.cell, pbc=True)
     assert distances.min() == pytest.approx(A0 * np.sqrt(3) / 4, abs=0.1)
     added = interstitial(diamond)
     assert len(added) == 9

@@ -123,7 +123,10 @@ def test_validation_text_shows_categories_properties_and_flags():
 
     errors = {'n_frames': 4, 'force_rmse': 0.0512, 'energy_rmse_per_atom': 0.0021, 'max_force_error': 0.2}
     table = {
-        'categories': {'fine_tuned': {'vacancy_15': errors}, 'distilled': {'vacancy_15': {**errors, 'force_rmse': 0.09}}},
+        'categories': {
+            'fine_tuned': {'vacancy_15': errors},
+            'distilled': {'vacancy_15': {**errors, 'force_rmse': 0.09}},
+        },
         'properties': {
             'b0': {
                 'unit': 'GPa',

@@ -65,3 +65,13 @@ def subset_dataset(dataset: LabeledDataset, indices: orm.List) -> LabeledDataset
     if not indices.get_list():
         raise ValueError('a subset needs at least one frame index.')
     return select_frames(dataset, indices.get_list())
+
+
+@calcfunction
+def with_type_map(dataset: LabeledDataset, type_map: orm.List) -> LabeledDataset:
+    """``dataset`` with ``type_map`` (which must hold every element present), e.g. a model's frames restricted to the
+    elements of a training set."""
+    missing = sorted(set(dataset.elements) - set(type_map.get_list()))
+    if missing:
+        raise ValueError(f'type map {type_map.get_list()} lacks the elements {missing} of the dataset.')
+    return LabeledDataset(dataset.to_dpdata(), type_map=type_map.get_list())

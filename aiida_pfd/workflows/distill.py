@@ -5,7 +5,10 @@ Outline::
     explore (MD with the teacher; the sampled frames carry the teacher's labels) → collect (sample
     ``n_frames``, split off ``test_fraction``) → train_student (``pfd.deepmd.train`` with, if ``zbl`` is given, the
     ZBL pair table blended in at short range; then ``dp --pt compress`` unless ``compress`` is False) →
-    inspect_student → evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT
+    inspect_student → while_(rounds given and left): explore_with_student (and score it on the held-out teacher
+    frames) → label_with_teacher (a sample of its frames) → score_round (stop: target, no improvement) →
+    if_(not stopped): add the frames of largest disagreement, train_student → inspect_student →
+    evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT
     ``reference_set``; with ``stability``, the student's ``pfd.stability`` MD beside them) →
     if_(speed given): measure_speed (both side by side in one ``pfd.speed`` job, after the evaluations) → results
 """
@@ -14,17 +17,19 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida.plugins import CalculationFactory
 
 from ..data import LabeledDataset, ModelData
-from ..data.operations import merge_datasets, split_dataset, subset_dataset
+from ..data.operations import merge_datasets, split_dataset, subset_dataset, with_type_map
 from ..protocols import get_protocol, load_protocols
+from ..seeds import derive_seed
 from ..zbl import zbl_pair_table
 from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
 
 DeepmdTrainCalculation = CalculationFactory('pfd.deepmd.train')
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
+LabelCalculation = CalculationFactory('pfd.label')
 SpeedCalculation = CalculationFactory('pfd.speed')
 StabilityCalculation = CalculationFactory('pfd.stability')
 
@@ -37,6 +42,12 @@ EVALUATIONS = {
     'student_vs_dft': ('student', 'reference_set'),
     'teacher_vs_dft': ('teacher', 'reference_set'),
 }
+
+
+@calcfunction
+def assemble_rounds(log: orm.List) -> orm.Dict:
+    """The iterative distillation's rounds as one Dict."""
+    return orm.Dict({'rounds': log.get_list()})
 
 
 @calcfunction
@@ -96,6 +107,27 @@ def validate_stability(value, _=None) -> str | None:
     parameters.setdefault('temperatures', [1.0])  # filled from the exploration when absent
     problem = check_parameters(parameters)
     return f'stability: {problem}' if problem else None
+
+
+ROUNDS_DEFAULTS = {'max_rounds': 3, 'frames': 100, 'candidates': 400, 'min_improvement': 0.05, 'target': None}
+
+
+def validate_rounds(value, _=None) -> str | None:
+    rounds = value.get_dict()
+    unknown = sorted(set(rounds) - set(ROUNDS_DEFAULTS))
+    if unknown:
+        return f'rounds: unknown keys {unknown}; the keys are {sorted(ROUNDS_DEFAULTS)}.'
+    settings = {**ROUNDS_DEFAULTS, **rounds}
+    for key in ('max_rounds', 'frames', 'candidates'):
+        if not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] < 1:
+            return f'rounds.{key}: give an integer >= 1.'
+    if settings['frames'] > settings['candidates']:
+        return 'rounds: `frames` (added per round) cannot exceed `candidates` (teacher-labelled per round).'
+    if not 0 <= settings['min_improvement'] < 1:
+        return 'rounds.min_improvement: give a relative improvement in [0, 1).'
+    if settings['target'] is not None and not settings['target'] > 0:
+        return 'rounds.target: give a student-vs-teacher force RMSE in eV/Å (> 0), or leave it out.'
+    return None
 
 
 def stability_temperatures(exploration: dict) -> list[float]:
@@ -196,6 +228,17 @@ class DistillWorkChain(WorkChain):
             '`se_atten_v2_compact`.',
         )
         spec.input(
+            'rounds',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_rounds,
+            help='Iterative distillation: after each training the student runs the exploration itself, the teacher '
+            'labels a seeded sample of `candidates` of its frames, and the `frames` where student and teacher '
+            'disagree most (largest force error) join the training set; the student is retrained. Stops after '
+            '`max_rounds` (3), when the student-vs-teacher force RMSE on the held-out teacher frames falls below '
+            '`target` (eV/Å), or when it improved by less than `min_improvement` (0.05, relative).',
+        )
+        spec.input(
             'stability',
             valid_type=orm.Dict,
             required=False,
@@ -230,6 +273,15 @@ class DistillWorkChain(WorkChain):
             cls.collect,
             cls.train_student,
             cls.inspect_student,
+            while_(cls.should_run_round)(
+                cls.explore_with_student,
+                cls.label_with_teacher,
+                cls.score_round,
+                if_(cls.should_retrain)(
+                    cls.train_student,
+                    cls.inspect_student,
+                ),
+            ),
             cls.evaluate,
             if_(cls.should_time)(
                 cls.measure_speed,
@@ -257,6 +309,13 @@ class DistillWorkChain(WorkChain):
             'metrics); `speed` (pfd.speed) when timed.',
         )
 
+        spec.output(
+            'rounds',
+            valid_type=orm.Dict,
+            required=False,
+            help='Per round of the iterative distillation: training frames, the student vs the held-out teacher frames '
+            '(force and energy RMSE), candidates, frames added, their largest force error, and why it stopped.',
+        )
         spec.output(
             'stability',
             valid_type=orm.Dict,
@@ -360,7 +419,7 @@ class DistillWorkChain(WorkChain):
             'code': self.inputs.codes['dp'],
             'training_set': self.ctx.training_set,
             'parameters': self.inputs.student,
-            'metadata': {'call_link_label': 'train_student', 'options': self._options('train')},
+            'metadata': {'call_link_label': self._round_label('train_student'), 'options': self._options('train')},
         }
         if self.inputs.compress.value:
             inputs['settings'] = orm.Dict({'compress': True})
@@ -369,7 +428,7 @@ class DistillWorkChain(WorkChain):
             rcut = student['model']['descriptor'].get('rcut', 6.0)
             type_map = self.ctx.training_set.type_map
             inputs['pair_table'] = zbl_pair_table(orm.List(type_map), orm.Float(rcut))
-            blending = zbl_blending(self.inputs.zbl.get_dict(), type_map)
+            blending = zbl_blending(self.inputs.zbl.get_dict(), self.ctx.training_set.elements)
             student['model'].update(blending)
             inputs['parameters'] = orm.Dict(student)
             self.report(
@@ -385,20 +444,154 @@ class DistillWorkChain(WorkChain):
     def inspect_student(self):
         """The student to evaluate and time: the compressed one, or the frozen one if compression failed."""
         node = self.ctx.train
-        self._attach_datasets()
         failure = f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
         compression_failed = node.exit_status == DeepmdTrainCalculation.exit_codes.ERROR_COMPRESSION_FAILED.status
         if not node.is_finished_ok and not (compression_failed and 'model' in node.outputs):
+            self._attach_outputs()
             return self.exit_codes.ERROR_TRAINING_FAILED.format(message=failure)
         if compression_failed:
             self.report(f'compression failed, going on with the uncompressed student: {failure}')
-        if 'compressed_model' in node.outputs:
-            self.ctx.student = node.outputs.compressed_model
-            self.out('uncompressed_model', node.outputs.model)
-        else:
-            self.ctx.student = node.outputs.model
-        self.out('model', self.ctx.student)
-        self.out('checkpoint', node.outputs.checkpoint)
+        self.ctx.student = node.outputs.compressed_model if 'compressed_model' in node.outputs else node.outputs.model
+        self.ctx.student_train = node
+        return None
+
+    # -- iterative distillation -----------------------------------------------------------------------------------
+
+    def _round_label(self, base: str) -> str:
+        round_ = self.ctx.get('round', 0)
+        return base if not round_ else f'{base}_r{round_}'
+
+    def _rounds(self) -> dict:
+        return {**ROUNDS_DEFAULTS, **self.inputs.rounds.get_dict()}
+
+    def should_run_round(self):
+        if 'rounds' not in self.inputs:
+            return False
+        self.ctx.setdefault('round_log', [])
+        self.ctx.setdefault('round', 0)
+        return not self.ctx.get('rounds_done') and self.ctx.round < self._rounds()['max_rounds']
+
+    def explore_with_student(self):
+        """Round r: the current student runs every task group; beside it, it is scored on the held-out frames."""
+        self.ctx.round += 1
+        groups = [group for stage in self.inputs.exploration['stages'] for group in stage]
+        jobs = {}
+        for index, group in enumerate(groups):
+            inputs = md_inputs(
+                group,
+                self.inputs.structures,
+                self.ctx.student,
+                self.inputs.codes['python'],
+                seed=derive_seed(self.inputs.seed.value, 'round_md', self.ctx.round, index),
+                label=f'round_{self.ctx.round:02d}_md_{index:03d}',
+                options=self._options('md'),
+            )
+            jobs[f'round_md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        jobs['round_test'] = self.submit(
+            EvaluateCalculation,
+            code=self.inputs.codes['python'],
+            model=self.ctx.student,
+            reference=self.ctx.test_set,
+            metadata={'call_link_label': f'round_{self.ctx.round:02d}_test', 'options': self._options('evaluate')},
+        )
+        self.report(f'round {self.ctx.round}: the student explores ({len(groups)} MD job(s))')
+        return ToContext(**jobs)
+
+    def label_with_teacher(self):
+        """The teacher labels a seeded sample of the student's frames."""
+        frames = {
+            key: self.ctx[key].outputs.frames
+            for key in sorted(self.ctx)
+            if key.startswith('round_md_')
+            if 'frames' in self.ctx[key].outputs
+        }
+        for key in sorted(key for key in self.ctx if key.startswith('round_md_')):
+            self.ctx.pop(key)
+        if not frames:
+            self.report(f"round {self.ctx.round}: the student's MD gave no frames; stopping the rounds")
+            self.ctx.rounds_done = True
+            return None
+        explored = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
+        wanted = min(explored.n_frames, self._rounds()['candidates'])
+        rng = np.random.default_rng(derive_seed(self.inputs.seed.value, 'round_candidates', self.ctx.round))
+        indices = sorted(int(i) for i in rng.choice(explored.n_frames, wanted, replace=False))
+        candidates = subset_dataset(explored, orm.List(indices)) if wanted < explored.n_frames else explored
+        inputs = {
+            'code': self.inputs.codes['python'],
+            'model': self.inputs.teacher,
+            'dataset': candidates,
+            'metadata': {'call_link_label': f'round_{self.ctx.round:02d}_label', 'options': self._options('evaluate')},
+        }
+        if 'teacher_head' in self.inputs:
+            inputs['model_head'] = self.inputs.teacher_head
+        return ToContext(round_label=self.submit(LabelCalculation, **inputs))
+
+    def score_round(self):
+        """The student against the teacher's labels of its own frames: the worst ones join the training set."""
+        test = self.ctx.round_test
+        entry = {'round': self.ctx.round, 'training_frames': self.ctx.training_set.n_frames}
+        if test.is_finished_ok:
+            entry['force_rmse'] = test.outputs.metrics['force_rmse']
+            entry['energy_rmse_per_atom'] = test.outputs.metrics['energy_rmse_per_atom']
+        self.ctx.round_entry = entry
+        label = self.ctx.get('round_label')
+        if self.ctx.get('rounds_done') or label is None or not label.is_finished_ok:
+            return self._end_rounds(
+                "no teacher labels of the student's frames"
+                if not self.ctx.get('rounds_done')
+                else "no frames from the student's MD"
+            )
+        settings = self._rounds()
+        log = self.ctx.round_log
+        previous = log[-1].get('force_rmse') if log else None
+        current = entry.get('force_rmse')
+        if settings['target'] is not None and current is not None and current <= settings['target']:
+            return self._end_rounds(f'force RMSE {current:.4f} eV/Å at or below the target {settings["target"]}')
+        if previous and current is not None and (previous - current) / previous < settings['min_improvement']:
+            return self._end_rounds(
+                f'force RMSE {previous:.4f} → {current:.4f} eV/Å: improved less than {settings["min_improvement"]:.0%}'
+            )
+        node = self.submit(
+            EvaluateCalculation,
+            code=self.inputs.codes['python'],
+            model=self.ctx.student,
+            reference=label.outputs.dataset,
+            metadata={
+                'call_link_label': f'round_{self.ctx.round:02d}_disagreement',
+                'options': self._options('evaluate'),
+            },
+        )
+        return ToContext(round_disagreement=node)
+
+    def should_retrain(self):
+        """Add the frames of largest disagreement and retrain, unless the rounds ended."""
+        if self.ctx.get('rounds_done'):
+            return False
+        node = self.ctx.round_disagreement
+        entry = self.ctx.round_entry
+        if not node.is_finished_ok:
+            self._end_rounds(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+            return False
+        errors = node.outputs.errors.get_array('max_force_error')
+        count = min(len(errors), self._rounds()['frames'])
+        worst = sorted(int(i) for i in np.argsort(errors)[::-1][:count])
+        added = subset_dataset(node.inputs.reference, orm.List(worst))  # in the teacher's (whole) type map
+        added = with_type_map(added, orm.List(self.ctx.training_set.type_map))
+        self.ctx.training_set = merge_datasets(previous=self.ctx.training_set, added=added)
+        entry.update(candidates=len(errors), added=count, largest_disagreement=float(errors.max()))
+        self.ctx.round_log = [*self.ctx.round_log, entry]
+        self.report(
+            f'round {self.ctx.round}: student vs held-out teacher frames {entry.get("force_rmse", float("nan")):.4f} '
+            f'eV/Å; adding the {count} of {len(errors)} student frames with the largest force error (up to '
+            f'{errors.max():.3f} eV/Å), retraining on {self.ctx.training_set.n_frames}'
+        )
+        return True
+
+    def _end_rounds(self, reason: str):
+        entry = {**self.ctx.round_entry, 'stopped': reason}
+        self.ctx.round_log = [*self.ctx.round_log, entry]
+        self.ctx.rounds_done = True
+        self.report(f'round {self.ctx.round}: {reason}; the rounds end')
         return None
 
     def evaluate(self):
@@ -480,6 +673,7 @@ class DistillWorkChain(WorkChain):
         )
 
     def results(self):
+        self._attach_outputs()
         nodes, failed = {}, []
         unstable = self._stability_outcome()
         for label in EVALUATIONS:
@@ -518,9 +712,21 @@ class DistillWorkChain(WorkChain):
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def _attach_datasets(self):
+    def _attach_outputs(self):
+        """The datasets, the current student and the rounds' log (once, at the end or on a failure)."""
+        if self.ctx.get('outputs_attached'):
+            return
+        self.ctx.outputs_attached = True
         self.out('training_set', self.ctx.training_set)
         self.out('test_set', self.ctx.test_set)
+        node = self.ctx.get('student_train')
+        if node is not None:
+            self.out('model', self.ctx.student)
+            self.out('checkpoint', node.outputs.checkpoint)
+            if 'compressed_model' in node.outputs:
+                self.out('uncompressed_model', node.outputs.model)
+        if self.ctx.get('round_log'):
+            self.out('rounds', assemble_rounds(orm.List(self.ctx.round_log)))
 
     def _options(self, kind: str) -> dict:
         return dict(self.inputs.options.get(kind, {})) if 'options' in self.inputs else {}

@@ -4,7 +4,8 @@ Outline::
 
     setup → perturb → label_initial (DFT) → collect (hold out a seeded share) →
     if_(the foundation's family does not refit its energy zero): evaluate_foundation → align_foundation →
-    finetune →
+    if_(replay given): explore_replay → collect_replay (MD with the aligned foundation, its frames for replay) →
+    finetune (the DFT frames trained on, plus a seeded sample of replay frames) →
     while_(not converged and iteration < max_iterations):
         explore → select_candidates → label (DFT) → evaluate → check_convergence (hold out a seeded share, judge the
         rest, assign roles) →
@@ -30,7 +31,7 @@ from aiida.plugins import CalculationFactory
 from ..backends import get_backend
 from ..data import LabeledDataset, ModelData
 from ..data.alignment import fit_energy_offsets, shift_model_energy
-from ..data.operations import merge_datasets
+from ..data.operations import merge_datasets, subset_dataset
 from ..ledger import assess_iteration, assign_initial_roles, build_ledger
 from ..protocols import get_protocol
 from ..seeds import derive_seed
@@ -103,6 +104,22 @@ def validate_training(value, _=None) -> str | None:
     return None
 
 
+def validate_replay(value, _=None) -> str | None:
+    replay = value.get_dict()
+    unknown = sorted(set(replay) - {'exploration', 'ratio'})
+    if unknown:
+        return f'replay: unknown keys {unknown}; give `exploration` (stages of task groups) and `ratio`.'
+    if 'exploration' not in replay:
+        return 'replay: give `exploration`, the task groups the aligned foundation runs to label the replay frames.'
+    problem = validate_exploration(orm.Dict(replay['exploration']))
+    if problem:
+        return f'replay.{problem}'
+    ratio = replay.get('ratio', 1.0)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
+        return 'replay.ratio: give the number of replay frames per DFT frame trained on (> 0), e.g. 1.0.'
+    return None
+
+
 def validate_convergence(value, _=None) -> str | None:
     convergence = value.get_dict()
     if convergence.get('force_rmse') is None or convergence['force_rmse'] <= 0:
@@ -144,6 +161,20 @@ def validate_inputs(inputs, _=None) -> str | None:
     unknown = unknown_structures(inputs.get('exploration'), structures)
     if unknown:
         return f'exploration: task group names unknown structures {unknown}.'
+    replay = inputs.get('replay')
+    if replay is not None:
+        unknown = unknown_structures(orm.Dict(replay['exploration']), structures)
+        if unknown:
+            return f'replay.exploration: task group names unknown structures {unknown}.'
+        training = inputs['training'].get_dict() if 'training' in inputs else {}
+        if foundation is not None and not (
+            get_backend(foundation.model_backend).needs_energy_alignment and training.get('align_energy', True)
+        ):
+            return (
+                "replay: the replay frames carry the foundation's energies, which are on the DFT scale only for a "
+                'family whose energy zero is aligned before fine-tuning (SevenNet with `training.align_energy`); '
+                'leave `replay` out for this foundation.'
+            )
     return None
 
 
@@ -204,6 +235,16 @@ class PFDWorkChain(WorkChain):
             "the foundation's energy zero, shift it per element onto the initial DFT frames first).",
         )
         spec.input(
+            'replay',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_replay,
+            help='Keep what the foundation knew where the DFT data is silent: `exploration` (stages of task groups, '
+            'e.g. supercells, defects, strains, heat-quench) run once with the energy-aligned foundation, whose '
+            'labelled frames are mixed into every fine-tuning, `ratio` (default 1.0) per DFT frame trained on '
+            '(seeded sample). Only for a foundation aligned before fine-tuning (SevenNet). Never in the test set.',
+        )
+        spec.input(
             'convergence',
             valid_type=orm.Dict,
             validator=validate_convergence,
@@ -238,6 +279,10 @@ class PFDWorkChain(WorkChain):
                 cls.evaluate_foundation,
                 cls.align_foundation,
             ),
+            if_(cls.should_replay)(
+                cls.explore_replay,
+                cls.collect_replay,
+            ),
             cls.finetune,
             cls.inspect_finetune,
             while_(cls.should_iterate)(
@@ -269,6 +314,13 @@ class PFDWorkChain(WorkChain):
             help='The foundation with its energy zero shifted onto the DFT code (when aligned).',
         )
         spec.output('training_set', valid_type=LabeledDataset, required=False, help='All DFT frames trained on.')
+        spec.output(
+            'replay_set',
+            valid_type=LabeledDataset,
+            required=False,
+            help='The frames the aligned foundation explored and labelled for replay (with `replay`); every '
+            'fine-tuning mixes a seeded sample of them in, `ratio` per DFT frame.',
+        )
         spec.output(
             'test_set',
             valid_type=LabeledDataset,
@@ -478,6 +530,58 @@ class PFDWorkChain(WorkChain):
         )
         return None
 
+    def should_replay(self):
+        return 'replay' in self.inputs
+
+    def explore_replay(self):
+        """MD with the aligned foundation over the replay task groups: frames of what it knew, in its own labels."""
+        groups = [group for stage in self.inputs.replay['exploration']['stages'] for group in stage]
+        jobs = {}
+        for index, group in enumerate(groups):
+            inputs = md_inputs(
+                group,
+                self.inputs.structures,
+                self.ctx.foundation,
+                self.inputs.codes['python'],
+                seed=derive_seed(self.ctx.seed, 'replay_md', index),
+                label=f'replay_{index:03d}',
+                options=self._options('md'),
+                head=self._branch(),
+            )
+            jobs[f'replay_md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        self.report(f'exploring with the aligned foundation for replay frames: {len(jobs)} MD job(s)')
+        return ToContext(**jobs)
+
+    def collect_replay(self):
+        frames = {}
+        for key in sorted(key for key in self.ctx if key.startswith('replay_md_')):
+            node = self.ctx[key]
+            if 'frames' in node.outputs:
+                frames[key] = node.outputs.frames
+            if not node.is_finished_ok:
+                self.report(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+        if not frames:
+            self.report('the replay exploration gave no frames: fine-tuning on DFT frames only')
+            self.ctx.replay_pool = None
+            return None
+        self.ctx.replay_pool = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
+        self.out('replay_set', self.ctx.replay_pool)
+        self.report(f'{self.ctx.replay_pool.n_frames} replay frames labelled by the aligned foundation')
+        return None
+
+    def _with_replay(self, training_set: LabeledDataset) -> LabeledDataset:
+        """``training_set`` plus a seeded sample of ``ratio`` replay frames per frame (all of them, if fewer)."""
+        pool = self.ctx.get('replay_pool')
+        if pool is None:
+            return training_set
+        wanted = min(
+            pool.n_frames, max(1, round(self.inputs.replay.get_dict().get('ratio', 1.0) * training_set.n_frames))
+        )
+        rng = np.random.default_rng(derive_seed(self.ctx.seed, 'replay', self.ctx.iteration))
+        chosen = sorted(int(i) for i in rng.choice(pool.n_frames, wanted, replace=False))
+        self.ctx.seeds.setdefault('replay', {})[str(self.ctx.iteration)] = chosen
+        return merge_datasets(dft=training_set, replay=subset_dataset(pool, orm.List(chosen)))
+
     def finetune(self):
         backend = get_backend(self.inputs.foundation_model.model_backend)
         training = self.inputs.training.get_dict()
@@ -489,6 +593,8 @@ class PFDWorkChain(WorkChain):
             foundation = self.ctx.foundation
             branch = self.inputs.model_branch.value if 'model_branch' in self.inputs else None
             training_set = self.ctx.training_set
+        dft_frames = training_set.n_frames
+        training_set = self._with_replay(training_set)
         parameters, seed = backend.with_seed(
             training.get('parameters', {}), derive_seed(self.ctx.seed, 'train', self.ctx.iteration)
         )
@@ -504,7 +610,11 @@ class PFDWorkChain(WorkChain):
         inputs['metadata']['call_link_label'] = f'finetune_{self.ctx.iteration:02d}'
         node = self.submit(CalculationFactory(backend.train_process), **inputs)
         origin = 'previous model' if start_from_previous else 'foundation'
-        self.report(f'fine-tuning {node.process_label}<{node.pk}> from the {origin} on {training_set.n_frames} frames')
+        replayed = training_set.n_frames - dft_frames
+        mix = f' ({dft_frames} DFT, {replayed} replay)' if replayed else ''
+        self.report(
+            f'fine-tuning {node.process_label}<{node.pk}> from the {origin} on {training_set.n_frames} frames{mix}'
+        )
         return ToContext(train=node)
 
     def inspect_finetune(self):

@@ -62,8 +62,13 @@ def md_snapshots(
     return frames
 
 
-def configurations() -> list[tuple[str, str, Atoms]]:
-    """(category, how it was made, atoms) of every frame."""
+def configurations(run_md: bool = True) -> list[tuple[str, str, Atoms | None]]:
+    """(category, how it was made, atoms) of every frame; without ``run_md`` the MD frames are None (the order and
+    the categories are the same)."""
+
+    def snap(atoms, temperature, count, **kwargs):
+        return snap(atoms, temperature, count, **kwargs) if run_md else [None] * count
+
     diamond = bulk('Si', 'diamond', a=A0, cubic=True)
     primitive = bulk('Si', 'diamond', a=A0)
     hexagonal = bulk('SiSi', 'wurtzite', a=3.84, c=6.34, orthorhombic=True)
@@ -78,18 +83,18 @@ def configurations() -> list[tuple[str, str, Atoms]]:
     def add(category, config, frames):
         out.extend((category, config, frame) for frame in frames)
 
-    add('crystal_8', 'Si8 diamond, SevenNet-0 MD 600 K', md_snapshots(diamond, 600, 4, seed=11))
+    add('crystal_8', 'Si8 diamond, SevenNet-0 MD 600 K', snap(diamond, 600, 4, seed=11))
     add(
         'supercell_32',
         'Si32 (2x2x1) diamond, SevenNet-0 MD 1000 K',
-        md_snapshots(diamond.repeat((2, 2, 1)), 1000, 3, seed=12, steps=800),
+        snap(diamond.repeat((2, 2, 1)), 1000, 3, seed=12, steps=800),
     )
-    add('hot_16', 'Si16 (2x1x1) diamond, SevenNet-0 MD 1500 K', md_snapshots(double, 1500, 4, seed=13))
-    add('vacancy_15', 'Si15 (2x1x1 less one atom), SevenNet-0 MD 600 K', md_snapshots(vacancy, 600, 4, seed=14))
+    add('hot_16', 'Si16 (2x1x1) diamond, SevenNet-0 MD 1500 K', snap(double, 1500, 4, seed=13))
+    add('vacancy_15', 'Si15 (2x1x1 less one atom), SevenNet-0 MD 600 K', snap(vacancy, 600, 4, seed=14))
     add(
         'interstitial_17',
         'Si17 (2x1x1 plus tetrahedral interstitial), SevenNet-0 MD 600 K',
-        md_snapshots(interstitial, 600, 4, seed=15),
+        snap(interstitial, 600, 4, seed=15),
     )
     for strain in (-0.05, 0.05):
         cell = diamond.copy()
@@ -97,17 +102,17 @@ def configurations() -> list[tuple[str, str, Atoms]]:
         add(
             'strained_8',
             f'Si8 diamond at {strain:+.0%} linear strain, SevenNet-0 MD 600 K',
-            md_snapshots(cell, 600, 2, seed=16 if strain < 0 else 17),
+            snap(cell, 600, 2, seed=16 if strain < 0 else 17),
         )
     add(
         'hex_diamond_8',
         'Si8 hexagonal diamond (orthorhombic cell), SevenNet-0 MD 600 K',
-        md_snapshots(hexagonal, 600, 4, seed=18),
+        snap(hexagonal, 600, 4, seed=18),
     )
     add(
         'disordered_16',
         'Si16 melted at 3000 K and held at 1800 K, SevenNet-0 MD',
-        md_snapshots(double, 1800, 4, seed=19, steps=2000, peak=3000),
+        snap(double, 1800, 4, seed=19, steps=2000, peak=3000),
     )
     # properties: exact structures
     for scale in np.linspace(0.97, 1.03, 7):
@@ -127,6 +132,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--profile', default='pfd')
     parser.add_argument('--jobs', type=int, default=2, help='pw.x runs at a time')
+    parser.add_argument(
+        '--collect', action='store_true', help='submit nothing: write the frames whose pw.x runs have finished'
+    )
+    parser.add_argument(
+        '--only', nargs='+', metavar='CATEGORY', help='label only these categories (those made without MD run none)'
+    )
     args = parser.parse_args()
 
     from aiida import load_profile, orm
@@ -141,15 +152,25 @@ def main() -> int:
         pseudos_for,
     )
 
-    frames = configurations()
+    need_md = not args.collect and not (args.only and set(args.only) <= {'eos_2', 'elastic_8', 'vacancy_formation'})
+    frames = configurations(run_md=need_md)
     print(f'{len(frames)} configurations', flush=True)
+    # A run is found again by its label: a second call resumes, reusing every pw.x run that finished.
+    query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'label': {'like': 'si_reference_%'}})
+    wanted = [i for i, (category, _, _) in enumerate(frames) if not args.only or category in args.only]
+    done, running = {}, {}
+    for (node,) in query.iterall():
+        index = int(node.label.rsplit('_', 1)[1])
+        if node.is_finished_ok and index < len(frames):
+            done[index] = node
+        elif not node.is_terminated and not args.collect and index in wanted:
+            running[index] = node  # in flight (a run before this one submitted it): wait for it
     template = get_pw_builder(
         orm.load_code('pw@localhost'),
         all_kinds_structure({'si': orm.StructureData(ase=bulk('Si', 'diamond', a=A0))}),
         protocol='balanced',
     )
-    pending = list(enumerate(frames))
-    running, done = {}, {}
+    pending = [] if args.collect else [(i, frames[i]) for i in wanted if i not in done and i not in running]
     while pending or running:
         while pending and len(running) < args.jobs:
             index, (category, config, atoms) = pending.pop(0)
@@ -171,10 +192,14 @@ def main() -> int:
                 status = 'ok' if node.is_finished_ok else f'failed [{node.exit_status}]'
                 print(f'{index:03d} {frames[index][0]}: {status} ({len(done)}/{len(frames)})', flush=True)
 
+    if args.only:
+        print(f'labelled {sorted(set(wanted) & set(done))} of {args.only}')
+        return 0
     out = []
     for index, (category, config, _) in enumerate(frames):
-        node = done[index]
-        if not node.is_finished_ok:
+        node = done.get(index)
+        if node is None or not node.is_finished_ok:
+            print(f'{index:03d} {category}: no finished pw.x run, left out')
             continue
         frame = frame_from_pw(node.inputs.pw.structure, node.outputs.output_parameters, node.outputs.output_trajectory)
         atoms = frame.to_ase()[0]

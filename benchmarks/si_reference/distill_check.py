@@ -56,8 +56,12 @@ def main() -> int:
         'numb_steps': args.student_steps,
         'save_freq': args.student_steps,
     }
-    overrides['stability'] = {'min_atoms': args.min_atoms, 'nvt_time': args.nvt_time, 'nve_time': 0.5,
-                              'equilibration': min(1.0, args.nvt_time / 2)}
+    overrides['stability'] = {
+        'min_atoms': args.min_atoms,
+        'nvt_time': args.nvt_time,
+        'nve_time': 0.5,
+        'equilibration': min(1.0, args.nvt_time / 2),
+    }
     builder = DistillWorkChain.get_builder_from_protocol(
         codes={'python': 'python@localhost', 'dp': 'dp@localhost'},
         teacher=teacher,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
-from aiida.plugins import WorkflowFactory
+from aiida.plugins import CalculationFactory, WorkflowFactory
 from ase.build import bulk
 
 from aiida_pfd.data import LabeledDataset, ModelData
 
 DistillWorkChain = WorkflowFactory('pfd.distill')
+EvaluateCalculation = CalculationFactory('pfd.evaluate')
 
 TINY = {
     'exploration': {
@@ -165,9 +167,10 @@ def test_an_uncompressible_student_is_used_uncompressed_and_its_collapse_is_name
     assert 'stability 900 K, 32 atoms' in report and 'FAILED' in report
 
 
-def test_wider_exploration_and_a_zbl_student_that_holds_in_md(builder, tiny_model):
+def test_wider_exploration_a_round_and_a_zbl_student_that_holds_in_md(builder, python_code, tiny_model):
     """Task groups explore a supercell with a vacancy, strained, and a heat-quench; the default student (compact
-    se_atten_v2) gets the ZBL pair table and passes the MD test, where the teacher itself collapses."""
+    se_atten_v2) gets the ZBL pair table; one round of iterative distillation adds the student's own frames where it
+    disagrees most with the teacher; the final student passes the MD test, where the teacher itself collapses."""
     builder.teacher = tiny_model
     builder.reference_set = None
     builder.exploration = orm.Dict(
@@ -188,13 +191,30 @@ def test_wider_exploration_and_a_zbl_student_that_holds_in_md(builder, tiny_mode
         }
     )
     builder.stability = orm.Dict({**SHORT_STABILITY, 'temperatures': [600.0]})
+    builder.rounds = orm.Dict({'max_rounds': 1, 'frames': 4, 'candidates': 10})
     del builder['speed']
 
     results, node = run_get_node(builder)
 
     assert node.is_finished_ok, node.exit_message
+    [entry] = results['rounds']['rounds']
+    assert entry['round'] == 1 and entry['candidates'] == 10 and entry['added'] == 4
+    assert entry['training_frames'] == 9 and results['training_set'].n_frames == 13  # 12 explored, 3 held out
+    disagreement = node.base.links.get_outgoing(link_label_filter='round_01_disagreement').one().node
+    errors = disagreement.outputs.errors.get_array('max_force_error')
+    assert entry['largest_disagreement'] == pytest.approx(errors.max())
+    worst = sorted(int(i) for i in np.argsort(errors)[::-1][:4])
+    retrained = node.base.links.get_outgoing(link_label_filter='train_student_r1').one().node
+    assert results['model'].creator.pk == retrained.pk
+    # The retrained student learned the frames it was worst on: its error on them fell.
+    from aiida_pfd.data.operations import subset_dataset
+
+    added = subset_dataset(disagreement.inputs.reference, orm.List(worst))
+    _, after = run_get_node(EvaluateCalculation, code=python_code, model=results['model'], reference=added)
+    assert after.outputs.errors.get_array('max_force_error').mean() < errors[worst].mean()
+    calls = node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
     explored = sorted(
-        name for md in node.called if md.process_label == 'AseMdCalculation' for name in md.inputs.structures
+        name for link in calls if link.link_label.startswith('explore_') for name in link.node.inputs.structures
     )
     assert explored == ['cu', 'cu_x211_vacancy_strain_m3p0', 'cu_x211_vacancy_strain_p3p0']
     vacancy = next(md for md in node.called if 'cu_x211_vacancy_strain_m3p0' in getattr(md.inputs, 'structures', {}))

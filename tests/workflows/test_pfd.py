@@ -50,6 +50,7 @@ TINY_DISTILL = {
             'training': {'numb_steps': 10, 'disp_freq': 5, 'save_freq': 10},
         },
         'speed': {'sizes': [2, 16], 'steps': 1, 'warmup': 1},
+        'stability': None,  # the student's MD test has its own tests (test_distill.py)
     },
 }
 
@@ -184,6 +185,7 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
         ({'convergence': {'max_iterations': 0}}, 'convergence.max_iterations'),
         ({'exploration': {'stages': []}}, 'exploration: give `stages`'),
         ({'exploration': {'stages': [[{'temperatures': [300], 'nsteps': 5, 'structures': ['ge']}]]}}, 'unknown'),
+        ({'exploration': {'stages': [[{'temperatures': [300], 'nsteps': 5, 'defects': ['antisite']}]]}}, '`defects`'),
     ],
 )
 def test_inputs_are_validated(builder, change, message):
@@ -193,6 +195,15 @@ def test_inputs_are_validated(builder, change, message):
             current.update(value)
             builder[port] = orm.Dict(current)
         run_get_node(builder)
+
+
+def test_replay_needs_an_aligned_foundation(builder):
+    replay = {'exploration': {'stages': [[{'temperatures': [900], 'nsteps': 4}]]}}
+    builder.replay = orm.Dict(replay)
+    with pytest.raises(ValueError, match='replay: the replay frames carry the foundation'):
+        run_get_node(builder)  # a DeePMD foundation: its fine-tuning refits the energy zero, the replay would not
+    with pytest.raises(ValueError, match=r'replay\.ratio'):
+        builder.replay = orm.Dict({**replay, 'ratio': 0})
 
 
 def test_foundation_must_cover_the_elements_and_have_the_branch(builder):
@@ -222,7 +233,7 @@ def sevennet_builder(aiida_profile_clean, pw_code, python_code, pseudo_family):
         'training': {'parameters': {'sevenn': {'train': {'epoch': 30, 'optim_param': {'lr': 0.001}}}}},
         'convergence': {'force_rmse': 5.0, 'energy_rmse': 1.0, 'max_iterations': 2},
     }
-    return PFDWorkChain.get_builder_from_protocol(
+    builder = PFDWorkChain.get_builder_from_protocol(
         codes={'pw': pw_code, 'python': python_code},
         structures={'si': orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))},
         foundation_model=ModelData.from_shipped('sevennet-0').store(),
@@ -230,6 +241,26 @@ def sevennet_builder(aiida_profile_clean, pw_code, python_code, pseudo_family):
         overrides=overrides,
         dft_overrides=TINY_DFT,
     )
+    # replay: strained cells at 900 K, labelled by the aligned foundation, one per DFT frame trained on
+    builder.replay = orm.Dict(
+        {
+            'exploration': {
+                'stages': [
+                    [
+                        {
+                            'temperatures': [900],
+                            'nsteps': 12,
+                            'timestep': 2.0,
+                            'sample_every': 3,
+                            'strains': [-0.03, 0.03],
+                        }
+                    ]
+                ]
+            },
+            'ratio': 1.0,
+        }
+    )
+    return builder
 
 
 @pytest.mark.slow
@@ -243,11 +274,17 @@ def test_sevennet_finetuning_beats_the_foundation_on_held_out_frames_and_converg
     assert (entry['frames_judged'], entry['frames_accurate'], entry['frames_held_out']) == (2, 2, 1)
     ledger = results['dft_frames']
     assert ledger.base.attributes.get('role_counts') == {'initial': 3, 'held_out': 3, 'accurate': 2}
-    assert results['test_set'].n_frames == 3 and results['training_set'].n_frames == 3
+    assert results['test_set'].n_frames == 3 and results['training_set'].n_frames == 3  # DFT frames only
 
     # The foundation's energy zero was aligned onto pw.x's before fine-tuning: same forces, far closer energies.
     training = next(child for child in node.called if child.process_label == 'SevennTrainCalculation')
     assert training.inputs.finetune_from.pk == results['aligned_foundation'].pk
+    # Replay: the aligned foundation's own frames of strained cells (2 cells x 4 frames), 3 of them mixed into the
+    # fine-tuning beside the 3 DFT frames; none of them in the DFT ledger or the test set.
+    replay = results['replay_set']
+    assert replay.n_frames == 8 and training.inputs.training_set.n_frames == 6
+    replay_md = node.base.links.get_outgoing(link_label_filter='replay_000').one().node
+    assert replay_md.inputs.model.pk == results['aligned_foundation'].pk
     foundation = results['foundation_metrics'].get_dict()
     assert foundation['aligned']['force_rmse'] == pytest.approx(foundation['zero_shot']['force_rmse'], rel=1e-4)
     assert foundation['aligned']['energy_rmse_per_atom'] < 0.1 * foundation['zero_shot']['energy_rmse_per_atom']
