@@ -15,3 +15,8 @@ def derive_seed(seed: int, *keys: str | int) -> int:
     """
     words = [int(seed)] + [key if isinstance(key, int) else zlib.crc32(str(key).encode()) for key in keys]
     return int(np.random.SeedSequence(words).generate_state(1)[0] >> 1)
+
+
+def sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """``k`` distinct indices of ``range(n)`` drawn with ``numpy.random.default_rng(seed)``, sorted."""
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, k, replace=False))

@@ -28,11 +28,10 @@ Outputs: ``results`` (per run: ``temperature``, ``n_atoms``, ``simulated_ps``, `
 
 from __future__ import annotations
 
-import numbers
-
 from aiida import orm
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 
+from .md_ase import _is_int, _is_real
 from .script import ScriptCalculation, define_model_inputs, structure_dict, validate_model
 
 DEFAULTS = {
@@ -62,14 +61,6 @@ _RULES = {
     'max_energy_drift': (lambda v: _is_real(v) and v > 0, 'a drift in meV/atom/ps > 0'),
     'seed': (lambda v: _is_int(v) and v >= 0, 'an integer >= 0'),
 }
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_parameters(parameters: dict) -> str | None:

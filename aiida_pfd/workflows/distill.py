@@ -7,7 +7,8 @@ Outline::
     ZBL pair table blended in at short range; then ``dp --pt compress`` unless ``compress`` is False) →
     inspect_student → while_(rounds given and left): explore_with_student (and score it on the held-out teacher
     frames) → label_with_teacher (a sample of its frames) → score_round (stop: target, no improvement) →
-    if_(not stopped): add the frames of largest disagreement, train_student → inspect_student →
+    add_disagreeing (the frames of largest disagreement join the training set) → if_(not stopped): train_student →
+    inspect_student →
     evaluate (student vs the teacher's held-out labels; student and teacher vs the DFT
     ``reference_set``; with ``stability``, the student's ``pfd.stability`` MD beside them) →
     if_(speed given): measure_speed (both side by side in one ``pfd.speed`` job, after the evaluations) → results
@@ -23,9 +24,9 @@ from aiida.plugins import CalculationFactory
 from ..data import LabeledDataset, ModelData
 from ..data.operations import merge_datasets, split_dataset, subset_dataset, with_type_map
 from ..protocols import get_protocol, load_protocols
-from ..seeds import derive_seed
+from ..seeds import derive_seed, sample_indices
 from ..zbl import zbl_pair_table
-from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
+from .exploration import explored_frames, submit_task_groups, unknown_structures, validate_exploration
 
 DeepmdTrainCalculation = CalculationFactory('pfd.deepmd.train')
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
@@ -277,6 +278,7 @@ class DistillWorkChain(WorkChain):
                 cls.explore_with_student,
                 cls.label_with_teacher,
                 cls.score_round,
+                cls.add_disagreeing,
                 if_(cls.should_retrain)(
                     cls.train_student,
                     cls.inspect_student,
@@ -366,41 +368,29 @@ class DistillWorkChain(WorkChain):
 
     def explore(self):
         """MD with the teacher: every task group of every stage, side by side."""
-        groups = [group for stage in self.inputs.exploration['stages'] for group in stage]
-        jobs = {}
-        for index, group in enumerate(groups):
-            inputs = md_inputs(
-                group,
-                self.inputs.structures,
-                self.inputs.teacher,
-                self.inputs.codes['python'],
-                seed=self.inputs.seed.value + index,
-                label=f'explore_{index}',
-                options=self._options('md'),
-                head=self.inputs.get('teacher_head'),
-            )
-            jobs[f'md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        jobs = submit_task_groups(
+            self,
+            self._task_groups(),
+            self.inputs.teacher,
+            seed_of=lambda index: self.inputs.seed.value + index,
+            label_of=lambda index: f'explore_{index}',
+            key_prefix='md_',
+            options=self._options('md'),
+            head=self.inputs.get('teacher_head'),
+        )
         self.report(f'exploring with the teacher: {len(jobs)} MD job(s)')
         return ToContext(**jobs)
 
     def collect(self):
         """Keep ``n_frames`` of the teacher-labelled frames (seeded sample) and split off the test frames."""
-        frames = {}
-        for key in sorted(key for key in self.ctx if key.startswith('md_')):
-            node = self.ctx[key]
-            if 'frames' in node.outputs:  # an unstable task (exit 400) keeps the frames before the blow-up
-                frames[key] = node.outputs.frames
-            if not node.is_finished_ok:
-                self.report(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
-        if not frames:
+        explored = explored_frames(self, 'md_')
+        if explored is None:
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message='no MD job gave frames')
-        explored = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
         wanted = self.inputs.n_frames.value
         if explored.n_frames < 2:
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(message=f'{explored.n_frames} frame(s) explored')
         if explored.n_frames > wanted:
-            rng = np.random.default_rng(self.inputs.seed.value)
-            indices = sorted(int(i) for i in rng.choice(explored.n_frames, wanted, replace=False))
+            indices = sample_indices(explored.n_frames, wanted, self.inputs.seed.value)
             dataset = subset_dataset(explored, orm.List(indices))
         else:
             dataset = explored
@@ -457,6 +447,10 @@ class DistillWorkChain(WorkChain):
 
     # -- iterative distillation -----------------------------------------------------------------------------------
 
+    def _task_groups(self) -> list[dict]:
+        """Every task group of every stage of ``exploration``."""
+        return [group for stage in self.inputs.exploration['stages'] for group in stage]
+
     def _round_label(self, base: str) -> str:
         round_ = self.ctx.get('round', 0)
         return base if not round_ else f'{base}_r{round_}'
@@ -474,19 +468,16 @@ class DistillWorkChain(WorkChain):
     def explore_with_student(self):
         """Round r: the current student runs every task group; beside it, it is scored on the held-out frames."""
         self.ctx.round += 1
-        groups = [group for stage in self.inputs.exploration['stages'] for group in stage]
-        jobs = {}
-        for index, group in enumerate(groups):
-            inputs = md_inputs(
-                group,
-                self.inputs.structures,
-                self.ctx.student,
-                self.inputs.codes['python'],
-                seed=derive_seed(self.inputs.seed.value, 'round_md', self.ctx.round, index),
-                label=f'round_{self.ctx.round:02d}_md_{index:03d}',
-                options=self._options('md'),
-            )
-            jobs[f'round_md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        round_ = self.ctx.round
+        jobs = submit_task_groups(
+            self,
+            self._task_groups(),
+            self.ctx.student,
+            seed_of=lambda index: derive_seed(self.inputs.seed.value, 'round_md', round_, index),
+            label_of=lambda index: f'round_{round_:02d}_md_{index:03d}',
+            key_prefix='round_md_',
+            options=self._options('md'),
+        )
         jobs['round_test'] = self.submit(
             EvaluateCalculation,
             code=self.inputs.codes['python'],
@@ -494,27 +485,23 @@ class DistillWorkChain(WorkChain):
             reference=self.ctx.test_set,
             metadata={'call_link_label': f'round_{self.ctx.round:02d}_test', 'options': self._options('evaluate')},
         )
-        self.report(f'round {self.ctx.round}: the student explores ({len(groups)} MD job(s))')
+        self.report(f'round {round_}: the student explores ({len(jobs) - 1} MD job(s))')
         return ToContext(**jobs)
 
     def label_with_teacher(self):
-        """The teacher labels a seeded sample of the student's frames."""
-        frames = {
-            key: self.ctx[key].outputs.frames
-            for key in sorted(self.ctx)
-            if key.startswith('round_md_')
-            if 'frames' in self.ctx[key].outputs
-        }
-        for key in sorted(key for key in self.ctx if key.startswith('round_md_')):
-            self.ctx.pop(key)
-        if not frames:
-            self.report(f"round {self.ctx.round}: the student's MD gave no frames; stopping the rounds")
-            self.ctx.rounds_done = True
-            return None
-        explored = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
+        """Record the student's score on the held-out frames; the teacher labels a seeded sample of its frames."""
+        test = self.ctx.round_test
+        entry = {'round': self.ctx.round, 'training_frames': self.ctx.training_set.n_frames}
+        if test.is_finished_ok:
+            entry['force_rmse'] = test.outputs.metrics['force_rmse']
+            entry['energy_rmse_per_atom'] = test.outputs.metrics['energy_rmse_per_atom']
+        self.ctx.round_entry = entry
+        explored = explored_frames(self, 'round_md_')
+        if explored is None:
+            return self._end_rounds("no frames from the student's MD")
         wanted = min(explored.n_frames, self._rounds()['candidates'])
-        rng = np.random.default_rng(derive_seed(self.inputs.seed.value, 'round_candidates', self.ctx.round))
-        indices = sorted(int(i) for i in rng.choice(explored.n_frames, wanted, replace=False))
+        seed = derive_seed(self.inputs.seed.value, 'round_candidates', self.ctx.round)
+        indices = sample_indices(explored.n_frames, wanted, seed)
         candidates = subset_dataset(explored, orm.List(indices)) if wanted < explored.n_frames else explored
         inputs = {
             'code': self.inputs.codes['python'],
@@ -527,24 +514,17 @@ class DistillWorkChain(WorkChain):
         return ToContext(round_label=self.submit(LabelCalculation, **inputs))
 
     def score_round(self):
-        """The student against the teacher's labels of its own frames: the worst ones join the training set."""
-        test = self.ctx.round_test
-        entry = {'round': self.ctx.round, 'training_frames': self.ctx.training_set.n_frames}
-        if test.is_finished_ok:
-            entry['force_rmse'] = test.outputs.metrics['force_rmse']
-            entry['energy_rmse_per_atom'] = test.outputs.metrics['energy_rmse_per_atom']
-        self.ctx.round_entry = entry
-        label = self.ctx.get('round_label')
-        if self.ctx.get('rounds_done') or label is None or not label.is_finished_ok:
-            return self._end_rounds(
-                "no teacher labels of the student's frames"
-                if not self.ctx.get('rounds_done')
-                else "no frames from the student's MD"
-            )
+        """Stop at the target or on too little improvement; else score the student against the teacher's labels
+        of its own frames."""
+        if self.ctx.get('rounds_done'):
+            return None
+        label = self.ctx.round_label
+        if not label.is_finished_ok:
+            return self._end_rounds("no teacher labels of the student's frames")
         settings = self._rounds()
         log = self.ctx.round_log
         previous = log[-1].get('force_rmse') if log else None
-        current = entry.get('force_rmse')
+        current = self.ctx.round_entry.get('force_rmse')
         if settings['target'] is not None and current is not None and current <= settings['target']:
             return self._end_rounds(f'force RMSE {current:.4f} eV/Å at or below the target {settings["target"]}')
         if previous and current is not None and (previous - current) / previous < settings['min_improvement']:
@@ -563,15 +543,14 @@ class DistillWorkChain(WorkChain):
         )
         return ToContext(round_disagreement=node)
 
-    def should_retrain(self):
-        """Add the frames of largest disagreement and retrain, unless the rounds ended."""
+    def add_disagreeing(self):
+        """The frames of largest disagreement join the training set (unless the rounds ended)."""
         if self.ctx.get('rounds_done'):
-            return False
+            return None
         node = self.ctx.round_disagreement
         entry = self.ctx.round_entry
         if not node.is_finished_ok:
-            self._end_rounds(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
-            return False
+            return self._end_rounds(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
         errors = node.outputs.errors.get_array('max_force_error')
         count = min(len(errors), self._rounds()['frames'])
         worst = sorted(int(i) for i in np.argsort(errors)[::-1][:count])
@@ -585,7 +564,10 @@ class DistillWorkChain(WorkChain):
             f'eV/Å; adding the {count} of {len(errors)} student frames with the largest force error (up to '
             f'{errors.max():.3f} eV/Å), retraining on {self.ctx.training_set.n_frames}'
         )
-        return True
+        return None
+
+    def should_retrain(self):
+        return not self.ctx.get('rounds_done')
 
     def _end_rounds(self, reason: str):
         entry = {**self.ctx.round_entry, 'stopped': reason}

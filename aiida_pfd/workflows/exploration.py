@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.plugins import CalculationFactory
 
+from ..data.operations import merge_datasets
 from ..structures import STRUCTURE_KEYS, check_structure_keys, generate_structures, needs_generation
 
 AseMdCalculation = CalculationFactory('pfd.md.ase')
@@ -62,3 +63,40 @@ def md_inputs(group: dict, structures, model, code, seed: int, label: str, optio
     if head is not None:
         inputs['model_head'] = head
     return inputs
+
+
+def submit_task_groups(process, groups, model, seed_of, label_of, key_prefix: str, options=None, head=None) -> dict:
+    """Submit one ``pfd.md.ase`` job per task group on ``process``'s ``structures`` with its ``python`` code:
+    ``{key_prefix + NNN: node}``, seeded by ``seed_of(index)`` and labelled ``label_of(index)``."""
+    jobs = {}
+    for index, group in enumerate(groups):
+        inputs = md_inputs(
+            group,
+            process.inputs.structures,
+            model,
+            process.inputs.codes['python'],
+            seed=seed_of(index),
+            label=label_of(index),
+            options=options,
+            head=head,
+        )
+        jobs[f'{key_prefix}{index:03d}'] = process.submit(AseMdCalculation, **inputs)
+    return jobs
+
+
+def merged_frames(frames: dict):
+    """The datasets of ``frames`` merged in key order (the one dataset itself when there is one)."""
+    return merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
+
+
+def explored_frames(process, key_prefix: str):
+    """The frames of the MD jobs in ``process.ctx`` under ``key_prefix`` keys, merged, or None; each job that did not
+    finish well is reported (an unstable one, exit 400, keeps the frames before the blow-up)."""
+    frames = {}
+    for key in sorted(key for key in process.ctx if key.startswith(key_prefix)):
+        node = process.ctx[key]
+        if 'frames' in node.outputs:
+            frames[key] = node.outputs.frames
+        if not node.is_finished_ok:
+            process.report(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+    return merged_frames(frames) if frames else None

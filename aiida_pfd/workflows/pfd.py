@@ -22,7 +22,6 @@ holds every DFT frame with its role and iteration, on every exit code. Every ran
 
 from __future__ import annotations
 
-import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
@@ -34,10 +33,16 @@ from ..data.alignment import fit_energy_offsets, shift_model_energy
 from ..data.operations import merge_datasets, subset_dataset
 from ..ledger import assess_iteration, assign_initial_roles, build_ledger
 from ..protocols import get_protocol
-from ..seeds import derive_seed
+from ..seeds import derive_seed, sample_indices
 from ..selection import DIVERSITY_METHODS, perturb_structure, select_candidates
 from .distill import DistillWorkChain, assemble_metrics, distill_preset, preset_inputs
-from .exploration import AseMdCalculation, md_inputs, unknown_structures, validate_exploration
+from .exploration import (
+    explored_frames,
+    merged_frames,
+    submit_task_groups,
+    unknown_structures,
+    validate_exploration,
+)
 from .labelling import ADAPTORS, get_adaptor
 
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
@@ -535,36 +540,24 @@ class PFDWorkChain(WorkChain):
 
     def explore_replay(self):
         """MD with the aligned foundation over the replay task groups: frames of what it knew, in its own labels."""
-        groups = [group for stage in self.inputs.replay['exploration']['stages'] for group in stage]
-        jobs = {}
-        for index, group in enumerate(groups):
-            inputs = md_inputs(
-                group,
-                self.inputs.structures,
-                self.ctx.foundation,
-                self.inputs.codes['python'],
-                seed=derive_seed(self.ctx.seed, 'replay_md', index),
-                label=f'replay_{index:03d}',
-                options=self._options('md'),
-                head=self._branch(),
-            )
-            jobs[f'replay_md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
+        jobs = submit_task_groups(
+            self,
+            [group for stage in self.inputs.replay['exploration']['stages'] for group in stage],
+            self.ctx.foundation,
+            seed_of=lambda index: derive_seed(self.ctx.seed, 'replay_md', index),
+            label_of=lambda index: f'replay_{index:03d}',
+            key_prefix='replay_md_',
+            options=self._options('md'),
+            head=self._branch(),
+        )
         self.report(f'exploring with the aligned foundation for replay frames: {len(jobs)} MD job(s)')
         return ToContext(**jobs)
 
     def collect_replay(self):
-        frames = {}
-        for key in sorted(key for key in self.ctx if key.startswith('replay_md_')):
-            node = self.ctx[key]
-            if 'frames' in node.outputs:
-                frames[key] = node.outputs.frames
-            if not node.is_finished_ok:
-                self.report(f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
-        if not frames:
+        self.ctx.replay_pool = explored_frames(self, 'replay_md_')
+        if self.ctx.replay_pool is None:
             self.report('the replay exploration gave no frames: fine-tuning on DFT frames only')
-            self.ctx.replay_pool = None
             return None
-        self.ctx.replay_pool = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
         self.out('replay_set', self.ctx.replay_pool)
         self.report(f'{self.ctx.replay_pool.n_frames} replay frames labelled by the aligned foundation')
         return None
@@ -577,8 +570,7 @@ class PFDWorkChain(WorkChain):
         wanted = min(
             pool.n_frames, max(1, round(self.inputs.replay.get_dict().get('ratio', 1.0) * training_set.n_frames))
         )
-        rng = np.random.default_rng(derive_seed(self.ctx.seed, 'replay', self.ctx.iteration))
-        chosen = sorted(int(i) for i in rng.choice(pool.n_frames, wanted, replace=False))
+        chosen = sample_indices(pool.n_frames, wanted, derive_seed(self.ctx.seed, 'replay', self.ctx.iteration))
         self.ctx.seeds.setdefault('replay', {})[str(self.ctx.iteration)] = chosen
         return merge_datasets(dft=training_set, replay=subset_dataset(pool, orm.List(chosen)))
 
@@ -639,20 +631,16 @@ class PFDWorkChain(WorkChain):
         self.ctx.entry = {'iteration': iteration, 'seeds': {}}
         stages = self.inputs.exploration['stages']
         stage = stages[min(iteration, len(stages)) - 1]
-        jobs, seeds = {}, []
-        for index, group in enumerate(stage):
-            inputs = md_inputs(
-                group,
-                self.inputs.structures,
-                self.ctx.model,
-                self.inputs.codes['python'],
-                seed=derive_seed(self.ctx.seed, 'md', iteration, index),
-                label=f'explore_{iteration:02d}_{index:03d}',
-                options=self._options('md'),
-            )
-            seeds.append(inputs['parameters']['seed'])
-            jobs[f'md_{index:03d}'] = self.submit(AseMdCalculation, **inputs)
-        self.ctx.entry['seeds']['md'] = seeds
+        jobs = submit_task_groups(
+            self,
+            stage,
+            self.ctx.model,
+            seed_of=lambda index: derive_seed(self.ctx.seed, 'md', iteration, index),
+            label_of=lambda index: f'explore_{iteration:02d}_{index:03d}',
+            key_prefix='md_',
+            options=self._options('md'),
+        )
+        self.ctx.entry['seeds']['md'] = [jobs[key].inputs.parameters['seed'] for key in sorted(jobs)]
         self.report(f'iteration {iteration}: exploring with {len(jobs)} MD job(s)')
         return ToContext(**jobs)
 
@@ -670,7 +658,7 @@ class PFDWorkChain(WorkChain):
         if not frames:
             return self._stop(self.exit_codes.ERROR_EXPLORATION_FAILED, message=f'{len(keys)} MD job(s) failed')
 
-        candidates = merge_datasets(**frames) if len(frames) > 1 else next(iter(frames.values()))
+        candidates = merged_frames(frames)
         selection = {key: value for key, value in self.inputs.selection.get_dict().items() if key != 'error_band'}
         selection['seed'] = derive_seed(self.ctx.seed, 'select', self.ctx.iteration)
         self.ctx.entry['seeds']['selection'] = selection['seed']
@@ -901,8 +889,7 @@ class PFDWorkChain(WorkChain):
             self.ctx.training_frames[self.ctx.trained_frames :],
         )
         keep = round(fraction * len(old))
-        rng = np.random.default_rng(derive_seed(self.ctx.seed, 'old_data', self.ctx.iteration))
-        chosen = sorted(rng.choice(len(old), keep, replace=False)) if keep else []
+        chosen = sample_indices(len(old), keep, derive_seed(self.ctx.seed, 'old_data', self.ctx.iteration))
         frames = [old[i] for i in chosen] + new
         return merge_datasets(**self._frame_kwargs(frames)) if frames else self.ctx.training_set
 
