@@ -170,7 +170,7 @@ def validate_inputs(inputs, ctx=None) -> str | None:
         if head is not None and head.value not in teacher.heads:
             return f'teacher_head: `{head.value}` is not a head of the teacher ({teacher.heads or "none"}).'
     unknown = unknown_structures(inputs.get('exploration'), structures)
-    if unknown:
+    if unknown and (ctx is None or 'structures' in ctx):  # exposed in PFDWorkChain: PFD checks the names
         return f'exploration: task group names unknown structures {unknown}.'
     fraction = inputs.get('test_fraction')
     if fraction is not None and not 0.0 < fraction.value < 1.0:

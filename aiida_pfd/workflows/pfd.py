@@ -166,6 +166,9 @@ def validate_inputs(inputs, _=None) -> str | None:
     unknown = unknown_structures(inputs.get('exploration'), structures)
     if unknown:
         return f'exploration: task group names unknown structures {unknown}.'
+    unknown = unknown_structures(inputs.get('distill', {}).get('exploration'), structures)
+    if unknown:
+        return f'distill.exploration: task group names unknown structures {unknown}.'
     replay = inputs.get('replay')
     if replay is not None:
         unknown = unknown_structures(orm.Dict(replay['exploration']), structures)

@@ -15,8 +15,10 @@ Every frame's ``info`` holds ``category``, ``config`` (how it was made) and the 
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import time
+from collections.abc import Callable
 
 import numpy as np
 from ase import Atoms
@@ -31,17 +33,19 @@ def md_snapshots(
     temperature: float,
     count: int,
     seed: int,
-    steps: int = 1000,
-    every: int = 100,
+    steps: int = 600,
+    every: int = 50,
     peak: float | None = None,
 ) -> list[Atoms]:
-    """``count`` snapshots of Langevin MD (2 fs) with SevenNet-0, after ``steps - count * every`` steps; with ``peak``
-    the thermostat first melts the cell at ``peak`` K for half the steps."""
+    """``count`` snapshots of Langevin MD (2 fs) with SevenNet-0 on one thread, after ``steps - count * every``
+    steps; with ``peak`` the thermostat first melts the cell at ``peak`` K for ``steps // 2`` steps."""
+    import torch
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from sevenn.calculator import SevenNetCalculator
 
+    torch.set_num_threads(1)  # beside the pw.x runs: more threads only spin
     atoms = atoms.copy()
     atoms.calc = SevenNetCalculator('7net-0', device='cpu')
     rng = np.random.default_rng(seed)
@@ -62,12 +66,17 @@ def md_snapshots(
     return frames
 
 
-def configurations(run_md: bool = True) -> list[tuple[str, str, Atoms | None]]:
-    """(category, how it was made, atoms) of every frame; without ``run_md`` the MD frames are None (the order and
-    the categories are the same)."""
+def configurations() -> list[tuple[str, str, Callable[[], Atoms]]]:
+    """(category, how it was made, a function that makes the atoms) of every frame, in a fixed order. The MD of a
+    category runs when the first of its frames is asked for (once), so that its pw.x runs start while the next
+    category's MD runs, and frames already labelled cost no MD."""
 
     def snap(atoms, temperature, count, **kwargs):
-        return snap(atoms, temperature, count, **kwargs) if run_md else [None] * count
+        run = functools.cache(lambda: md_snapshots(atoms, temperature, count, **kwargs))
+        return [functools.partial(lambda index: run()[index], index) for index in range(count)]
+
+    def exact(atoms):
+        return [lambda: atoms]
 
     diamond = bulk('Si', 'diamond', a=A0, cubic=True)
     primitive = bulk('Si', 'diamond', a=A0)
@@ -87,7 +96,7 @@ def configurations(run_md: bool = True) -> list[tuple[str, str, Atoms | None]]:
     add(
         'supercell_32',
         'Si32 (2x2x1) diamond, SevenNet-0 MD 1000 K',
-        snap(diamond.repeat((2, 2, 1)), 1000, 3, seed=12, steps=800),
+        snap(diamond.repeat((2, 2, 1)), 1000, 3, seed=12),
     )
     add('hot_16', 'Si16 (2x1x1) diamond, SevenNet-0 MD 1500 K', snap(double, 1500, 4, seed=13))
     add('vacancy_15', 'Si15 (2x1x1 less one atom), SevenNet-0 MD 600 K', snap(vacancy, 600, 4, seed=14))
@@ -112,19 +121,19 @@ def configurations(run_md: bool = True) -> list[tuple[str, str, Atoms | None]]:
     add(
         'disordered_16',
         'Si16 melted at 3000 K and held at 1800 K, SevenNet-0 MD',
-        snap(double, 1800, 4, seed=19, steps=2000, peak=3000),
+        snap(double, 1800, 4, seed=19, steps=1000, peak=3000),
     )
     # properties: exact structures
     for scale in np.linspace(0.97, 1.03, 7):
         cell = primitive.copy()
         cell.set_cell(cell.cell * scale, scale_atoms=True)
-        add('eos_2', f'Si2 primitive at {scale:.3f} a0', [cell])
+        add('eos_2', f'Si2 primitive at {scale:.3f} a0', exact(cell))
     for name, strain in (('e_xx', np.diag([0.01, 0, 0])), ('e_yz', np.array([[0, 0, 0], [0, 0, 0.01], [0, 0.01, 0]]))):
         cell = diamond.copy()
         cell.set_cell(cell.cell @ (np.eye(3) + strain), scale_atoms=True)
-        add('elastic_8', f'Si8 cubic cell, strain {name} = 0.01 (unrelaxed ions)', [cell])
-    add('vacancy_formation', 'Si16 (2x1x1) perfect', [double.copy()])
-    add('vacancy_formation', 'Si15 (2x1x1) unrelaxed vacancy', [vacancy.copy()])
+        add('elastic_8', f'Si8 cubic cell, strain {name} = 0.01 (unrelaxed ions)', exact(cell))
+    add('vacancy_formation', 'Si16 (2x1x1) perfect', exact(double.copy()))
+    add('vacancy_formation', 'Si15 (2x1x1) unrelaxed vacancy', exact(vacancy.copy()))
     return out
 
 
@@ -152,8 +161,7 @@ def main() -> int:
         pseudos_for,
     )
 
-    need_md = not args.collect and not (args.only and set(args.only) <= {'eos_2', 'elastic_8', 'vacancy_formation'})
-    frames = configurations(run_md=need_md)
+    frames = configurations()
     print(f'{len(frames)} configurations', flush=True)
     # A run is found again by its label: a second call resumes, reusing every pw.x run that finished.
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'label': {'like': 'si_reference_%'}})
@@ -163,8 +171,8 @@ def main() -> int:
         index = int(node.label.rsplit('_', 1)[1])
         if node.is_finished_ok and index < len(frames):
             done[index] = node
-        elif not node.is_terminated and not args.collect and index in wanted:
-            running[index] = node  # in flight (a run before this one submitted it): wait for it
+        elif not node.is_terminated and not args.collect:
+            running[index] = node  # in flight (a run before this one submitted it): wait for it, it takes a job slot
     template = get_pw_builder(
         orm.load_code('pw@localhost'),
         all_kinds_structure({'si': orm.StructureData(ase=bulk('Si', 'diamond', a=A0))}),
@@ -173,9 +181,9 @@ def main() -> int:
     pending = [] if args.collect else [(i, frames[i]) for i in wanted if i not in done and i not in running]
     while pending or running:
         while pending and len(running) < args.jobs:
-            index, (category, config, atoms) = pending.pop(0)
+            index, (category, config, make) = pending.pop(0)
             builder = template._inputs(prune=True)
-            structure = orm.StructureData(ase=atoms)
+            structure = orm.StructureData(ase=make())
             builder['pw']['structure'] = structure
             builder['pw']['pseudos'] = pseudos_for(structure, builder['pw']['pseudos'])
             builder['pw']['metadata']['options']['resources'] = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}

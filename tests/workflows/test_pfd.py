@@ -197,6 +197,16 @@ def test_inputs_are_validated(builder, change, message):
         run_get_node(builder)
 
 
+def test_distill_exploration_names_the_pfd_structures(builder):
+    """The distillation's task groups may name the PFD run's structures (it passes them on), and only those."""
+    group = {'temperatures': [300], 'nsteps': 5}
+    builder.distill.exploration = orm.Dict({'stages': [[{**group, 'structures': ['si']}]]})
+    assert PFDWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
+    builder.distill.exploration = orm.Dict({'stages': [[{**group, 'structures': ['ge']}]]})
+    with pytest.raises(ValueError, match=r"distill\.exploration: task group names unknown structures \['ge'\]"):
+        run_get_node(builder)
+
+
 def test_replay_needs_an_aligned_foundation(builder):
     replay = {'exploration': {'stages': [[{'temperatures': [900], 'nsteps': 4}]]}}
     builder.replay = orm.Dict(replay)
