@@ -7,12 +7,14 @@ Run after ``aiida-pfd setup`` (the daemon must run); ``make demo`` does both::
     python examples/pfd_si.py [--profile pfd] [--max-iterations 3] [--no-distill] [--no-validate]
 
 DFT: Debian's Si.pbe-nl-rrkjus_psl.1.0.0.UPF at 30/240 Ry, cold smearing 0.01 Ry, k-point spacing 0.4 1/Å (the
-``balanced`` labelling preset). Exploration: the 8-atom diamond cell, NVT at 300-1000 K, then NPT at 300-1000 K and
-0-1 GPa. The foundation is SevenNet-0 as shipped with ``sevenn``: it has never seen these DFT data. Distillation: the
-fine-tuned model explores the 8-atom cell, a 2x1x1 cell with a vacancy and with an interstitial, strained cells and a
-heat-quench to 2000 K, and labels 1200 of the frames; a compact se_atten_v2 student with the ZBL repulsion blended in
-below 1.7 Å is trained on them from scratch, evaluated on the DFT frames never trained on, run in MD (64 atoms, 1000
-and 1200 K) and timed side by side with the teacher at 64 and 512 atoms. Validation (``pfd.validate``): foundation,
+``balanced`` labelling preset). The foundation is SevenNet-0 as shipped with ``sevenn``: it has never seen these DFT
+data. Exploration, in stages as the paper's Si run: the 8-atom cubic and hexagonal diamond cells in NVT at 300-1000 K,
+then NPT at 300-1000 K and 0-1 GPa, a vacancy and an interstitial at 1000 K, ±4 % strain, 1500 K and a heat-quench
+to 2500 K. Distillation: the fine-tuned model explores both cells, a 2x1x1 cell with a vacancy and with an
+interstitial, strained cells and a heat-quench to 2000 K, and labels 1200 of the frames; a compact se_atten_v2 student
+with the ZBL repulsion blended in below 1.7 Å is trained on them from scratch, evaluated on the DFT frames never
+trained on, run in MD (64 atoms, at the highest explored temperature and 1.2 x above it) and timed side by side with
+the teacher at 64 and 512 atoms. Validation (``pfd.validate``): foundation,
 fine-tuned and distilled model on ``examples/data/si_reference.extxyz`` (independent pw.x frames by category, never
 trained on) and their equation of state, elastic constants, phonons, vacancy energy and RDF beside pw.x's.
 """
@@ -174,6 +176,8 @@ def main() -> int:
         },
         distill=distill,
     )
+    # The loop's MD jobs and evaluations run side by side too (a thread each); its fine-tuning runs alone, on all cores.
+    builder.options = orm.Dict({kind: {'environment_variables': ONE_THREAD} for kind in ('md', 'evaluate')})
     node = submit(builder)
     print(f'Submitted PFDWorkChain<{node.pk}>; `verdi process status {node.pk}` shows its jobs per iteration.')
     follow(node, poll=10, children=('DistillWorkChain',), heartbeat=120)
