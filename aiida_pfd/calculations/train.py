@@ -95,6 +95,11 @@ def validate_inputs(inputs, _=None) -> str | None:
             )
         if not 0 < model['sw_rmin'] < model['sw_rmax']:
             return 'parameters: give 0 < `model.sw_rmin` < `model.sw_rmax`.'
+    if not isinstance(settings.get('freeze', True), bool):
+        freeze = settings['freeze']
+        return f'settings: `freeze` is {freeze!r}; give True (freeze the model) or False (use the checkpoint).'
+    if settings.get('freeze', True) is False and compress_options(settings) is not None:
+        return 'settings: `compress` needs the frozen model; drop `compress` or set `freeze: True`.'
     return check_compress(settings.get('compress'))
 
 
@@ -130,12 +135,19 @@ class DeepmdTrainCalculation(CalcJob):
             'settings',
             valid_type=orm.Dict,
             required=False,
-            help='`use_pretrain_script` (bool): model from checkpoint; `compress` (bool, or a dict of `dp compress` '
+            help='`use_pretrain_script` (bool): model from checkpoint; `freeze` (bool, default True; False: the '
+            '`model` output is the last checkpoint, which DeePMD evaluates as well: a DPA-4 checkpoint freezes to an '
+            'AOTInductor .pt2 in ~9 min on 2 CPU cores); `compress` (bool, or a dict of `dp compress` '
             'options `step`, `extrapolate`, `frequency`): also compress the frozen model.',
         )
         spec.inputs.validator = validate_inputs
 
-        spec.output('model', valid_type=ModelData, help='The frozen model (.pth).')
+        spec.output(
+            'model',
+            valid_type=ModelData,
+            help='The model for inference: the frozen model (.pth; .pt2 for DPA-4), or with `settings.freeze` False a '
+            'copy of the last checkpoint.',
+        )
         spec.output(
             'compressed_model',
             valid_type=ModelData,
@@ -172,17 +184,18 @@ class DeepmdTrainCalculation(CalcJob):
             local_copy_list.append((validation.uuid, 'systems', 'datasets/validation'))
             validation_systems = [f'datasets/validation/{name}' for name in validation.system_names]
 
-        foundation_path = None
+        foundation_path = model_type = None
         type_map = training_set.type_map
         if 'finetune_from' in self.inputs:
             foundation = self.inputs.finetune_from
             foundation_path = f'{FOUNDATION_DIR}/{foundation.filename}'
             local_copy_list.append((foundation.uuid, foundation.filename, foundation_path))
             type_map = foundation.type_map
+            model_type = foundation.base.attributes.get('model_type', None)
 
         settings = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
         parameters = deepmd.training_input(
-            self.inputs.parameters.get_dict(), type_map, training_systems, validation_systems
+            self.inputs.parameters.get_dict(), type_map, training_systems, validation_systems, model_type
         )
         if 'pair_table' in self.inputs:
             table = self.inputs.pair_table
@@ -195,10 +208,9 @@ class DeepmdTrainCalculation(CalcJob):
         train_arguments = deepmd.train_arguments(
             foundation_path, branch, use_pretrain_script=bool(settings.get('use_pretrain_script'))
         )
-        codes_info = [
-            self._dp_step(train_arguments, self.inputs.metadata.options.output_filename),
-            self._dp_step(deepmd.freeze_arguments(), FREEZE_LOG),
-        ]
+        codes_info = [self._dp_step(train_arguments, self.inputs.metadata.options.output_filename)]
+        if settings.get('freeze', True):
+            codes_info.append(self._dp_step(deepmd.freeze_arguments(), FREEZE_LOG))
         options = compress_options(settings)
         if options is not None:
             codes_info.append(self._dp_step(deepmd.compress_arguments(options), COMPRESS_LOG))
@@ -213,6 +225,7 @@ class DeepmdTrainCalculation(CalcJob):
             COMPRESS_LOG,
             deepmd.LCURVE,
             deepmd.FROZEN_MODEL,
+            deepmd.FROZEN_MODEL_PT2,
             deepmd.COMPRESSED_MODEL,
             deepmd.CHECKPOINT_GLOB,
         ]

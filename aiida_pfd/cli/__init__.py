@@ -12,4 +12,4 @@ def cmd_root():
     """Generate material-specific force fields from universal models: pre-train, fine-tune, distil."""
 
 
-from . import cmd_setup, cmd_summary  # noqa: E402, F401
+from . import cmd_models, cmd_setup, cmd_summary  # noqa: E402, F401

@@ -57,16 +57,31 @@ class ModelData(orm.SinglefileData):
 
     @classmethod
     def from_shipped(cls, name: str, **kwargs) -> ModelData:
-        """A copy of a universal model shipped inside its Python package, e.g. ``sevennet-0`` (SevenNet-0, 11Jul2024).
+        """A copy of a universal model shipped inside its Python package, e.g. ``sevennet-0`` (SevenNet-0, 11Jul2024),
+        or fetched once into the model cache with ``aiida-pfd models fetch``, e.g. ``dpa4-neo`` (DPA-4).
 
-        The file is located with the package's own resolver; the node gets the attribute ``shipped_name``. Unknown
-        names raise ``ValueError`` listing the known ones (:func:`shipped_models`).
+        The node gets the attribute ``shipped_name``; a fetched model also ``origin`` (package, version, archive
+        member, the checkpoint's own name, sha256). Unknown names raise ``ValueError`` listing the known ones
+        (:func:`shipped_models`); a fetchable model that is not in the cache raises
+        :class:`~aiida_pfd.model_cache.ModelNotFetchedError` naming the command to run.
         """
+        from ..model_cache import FETCHABLE, cached_path
+
         known = shipped_models()
         if name not in known:
             raise ValueError(f'unknown shipped model `{name}`: choose one of {", ".join(sorted(known))}.')
-        backend = get_backend(known[name])
-        node = cls(backend.shipped_path(name), model_backend=backend.name, **kwargs)
+        if name in FETCHABLE:
+            spec = FETCHABLE[name]
+            node = cls(cached_path(spec), model_backend=spec.backend, **kwargs)
+            if node.sha256 != spec.sha256:
+                raise ValueError(
+                    f'the cached `{name}` has sha256 {node.sha256}, expected {spec.sha256}: run '
+                    f'`aiida-pfd models fetch {name} --force`.'
+                )
+            node.base.attributes.set('origin', spec.origin())
+        else:
+            backend = get_backend(known[name])
+            node = cls(backend.shipped_path(name), model_backend=backend.name, **kwargs)
         node.base.attributes.set('shipped_name', name)
         return node
 
@@ -104,5 +119,11 @@ class ModelData(orm.SinglefileData):
 
 
 def shipped_models() -> dict[str, str]:
-    """Names of the models that ship inside installed packages, with their backend: ``{'sevennet-0': 'sevenn'}``."""
-    return {name: backend for backend in available_backends() for name in getattr(get_backend(backend), 'shipped', {})}
+    """Names of the models shipped inside installed packages or fetchable into the model cache, with their backend:
+    ``{'sevennet-0': 'sevenn', 'dpa4-neo': 'deepmd'}``."""
+    from ..model_cache import FETCHABLE
+
+    shipped = {
+        name: backend for backend in available_backends() for name in getattr(get_backend(backend), 'shipped', {})
+    }
+    return {**shipped, **{name: spec.backend for name, spec in FETCHABLE.items()}}

@@ -19,8 +19,8 @@ def _tail(text: str, lines: int = 4) -> str:
 
 
 class DeepmdTrainParser(Parser):
-    """Attach the frozen model (and its compressed copy), the last checkpoint, the learning curve and the final
-    RMSEs."""
+    """Attach the model for inference (frozen ``.pth`` or ``.pt2``, or the checkpoint with ``settings.freeze``
+    False) and its compressed copy, the last checkpoint, the learning curve and the final RMSEs."""
 
     def parse(self, **kwargs):
         repository = self.retrieved.base.repository
@@ -55,16 +55,16 @@ class DeepmdTrainParser(Parser):
             (name for name in names if re.fullmatch(r'model\.ckpt-\d+\.pt', name)),
             key=lambda name: int(re.findall(r'\d+', name)[-1]),
         )
-        missing = [
-            label
-            for label, ok in ((deepmd.FROZEN_MODEL, deepmd.FROZEN_MODEL in names), ('checkpoint', checkpoints))
-            if not ok
-        ]
+        settings = self.node.inputs.settings.get_dict() if 'settings' in self.node.inputs else {}
+        frozen = next((name for name in (deepmd.FROZEN_MODEL, deepmd.FROZEN_MODEL_PT2) if name in names), None)
+        if not settings.get('freeze', True):
+            frozen = checkpoints[-1] if checkpoints else None
+        missing = [label for label, ok in (('frozen model', frozen), ('checkpoint', checkpoints)) if not ok]
         if missing:
             freeze_log = repository.get_object_content(FREEZE_LOG) if FREEZE_LOG in names else ''
             return self.exit_codes.ERROR_MISSING_MODEL.format(message=f'{", ".join(missing)}; {_tail(freeze_log)}')
         try:
-            for port, name in (('model', deepmd.FROZEN_MODEL), ('checkpoint', checkpoints[-1])):
+            for port, name in (('model', frozen), ('checkpoint', checkpoints[-1])):
                 with repository.open(name, 'rb') as handle:
                     self.out(port, ModelData(handle, filename=name))
         except ValueError as exception:

@@ -82,6 +82,8 @@ def test_finetune_from_checkpoint_keeps_the_foundation_type_map(aiida_profile_cl
         ({'settings': {'compress': 'yes'}}, r'settings: `compress` is .yes.; give True, False or a dict'),
         ({'settings': {'compress': {'stride': 0.1}}}, r"unknown options \['stride'\]"),
         ({'settings': {'compress': {'step': -0.1}}}, r'`compress.step` must be > 0'),
+        ({'settings': {'freeze': 'no'}}, r"settings: `freeze` is 'no'; give True"),
+        ({'settings': {'freeze': False, 'compress': True}}, r'`compress` needs the frozen model'),
     ],
 )
 def test_inputs_are_validated(aiida_profile_clean, dp_code, change, message):

@@ -90,3 +90,21 @@ def test_without_compression_a_missing_compressed_model_is_fine(aiida_profile_cl
     results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'compress_failed', files, inputs)
     assert calcfunction.is_finished_ok, calcfunction.exit_message
     assert 'compressed_model' not in results
+
+
+def test_without_freeze_the_last_checkpoint_is_the_model(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    from aiida import orm
+
+    files = {'model.ckpt-40.pt': tiny_model_files['checkpoint'], 'model.ckpt-50.pt': tiny_model_files['checkpoint']}
+    inputs = {'settings': orm.Dict({'freeze': False})}
+    results, calcfunction = parse_retrieved('pfd.deepmd.train', FIXTURES / 'ok', files, inputs)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    assert results['model'].kind == 'checkpoint' and results['model'].filename == 'model.ckpt-50.pt'
+
+
+def test_a_missing_frozen_model_is_an_error_when_freezing(aiida_profile_clean, parse_retrieved, tiny_model_files):
+    _, calcfunction = parse_retrieved(
+        'pfd.deepmd.train', FIXTURES / 'ok', {'model.ckpt-50.pt': tiny_model_files['checkpoint']}
+    )
+    assert calcfunction.exit_status == 303
+    assert 'frozen model' in calcfunction.exit_message
