@@ -8,7 +8,7 @@ Roles:
 * ``trained_on``: a fresh frame whose max-atom force error lay in the error band, added to the training set;
 * ``accurate``: a fresh frame the model already knew (error below the band);
 * ``unphysical``: a fresh frame with an error above the band (or not finite), dropped from training;
-* ``not_trained``: a fresh frame in the band when the loop stopped (converged or out of iterations);
+* ``not_trained``: a fresh frame in the band when the loop converged;
 * ``unassessed``: a frame labelled when the run stopped before its errors were judged.
 
 :func:`assign_initial_roles` and :func:`assess_iteration` decide the roles (and, for an iteration, convergence) so that
@@ -75,7 +75,9 @@ def assess_iteration(errors: orm.ArrayData, parameters: orm.Dict) -> orm.Dict:
 
     ``errors``: the per-frame arrays of ``pfd.evaluate`` on the fresh frames. ``parameters``: ``test_fraction`` and
     ``seed`` (the held-out share, drawn before any error is looked at), ``error_band`` [lower, upper] (eV/Å),
-    ``convergence`` (the targets of :func:`~aiida_pfd.selection.is_converged`) and ``last`` (no iteration follows).
+    ``convergence`` (the targets of :func:`~aiida_pfd.selection.is_converged`) and ``last`` (no iteration follows: the
+    in-band frames of an unconverged last iteration are still trained on, once more, so that no DFT frame paid for
+    is wasted; only the verdict says it is the last).
 
     Convergence is judged on the fresh frames that are not held out, unphysical ones included: the model has been
     trained on none of them. The held-out frames join the test set whatever their error. Returns the roles, the
@@ -87,7 +89,7 @@ def assess_iteration(errors: orm.ArrayData, parameters: orm.Dict) -> orm.Dict:
     judged = [index for index in range(n_frames) if index not in held_out]
     judged_errors = subset_errors(arrays, judged)
     converged, reason = is_converged(judged_errors, parameters['convergence'])
-    train_more = not converged and not parameters['last']
+    train_more = not converged
 
     lower, upper = parameters['error_band']
     groups = error_band_groups(arrays['max_force_error'][judged], lower, upper)
@@ -101,6 +103,7 @@ def assess_iteration(errors: orm.ArrayData, parameters: orm.Dict) -> orm.Dict:
             'roles': roles,
             'converged': converged,
             'train_more': train_more,
+            'last': bool(parameters['last']),
             'reason': reason,
             'judged_on': f'{len(judged)} fresh frames not held out (unphysical included; none trained on)',
             'judged': judged_errors,

@@ -90,13 +90,13 @@ def test_both_band_branches_and_convergence_judged_without_held_out_frames(aiida
     assert result['counts'] == {'held_out': 2, 'accurate': 2, 'not_trained': 2, 'unphysical': 2}
 
 
-def test_not_converged_adds_in_band_frames_unless_last(aiida_profile_clean):
+def test_not_converged_adds_in_band_frames_after_the_last_iteration_too(aiida_profile_clean):
     errors = errors_node(np.full(8, 0.5), np.full(8, 0.2), np.full(8, 0.001))
     going_on = assess_iteration(errors, parameters(last=False)).get_dict()
-    assert not going_on['converged'] and going_on['train_more']
+    assert not going_on['converged'] and going_on['train_more'] and not going_on['last']
     assert going_on['counts'] == {'held_out': 2, 'trained_on': 6}
     last = assess_iteration(errors, parameters(last=True)).get_dict()
-    assert not last['train_more'] and last['counts'] == {'held_out': 2, 'not_trained': 6}
+    assert last['train_more'] and last['last'] and last['counts'] == {'held_out': 2, 'trained_on': 6}
 
 
 def test_subset_errors_weight_frames_by_atoms():

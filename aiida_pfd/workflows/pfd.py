@@ -9,7 +9,7 @@ Outline::
     while_(not converged and iteration < max_iterations):
         explore → select_candidates → label (DFT) → evaluate → check_convergence (hold out a seeded share, judge the
         rest, assign roles) →
-        if_(frames to add: not converged, not the last iteration): add_frames → finetune
+        if_(frames to add: not converged; after the last iteration too): add_frames → finetune
     → final_evaluation (final model, foundation zero-shot and aligned foundation on the held-out frames) →
     inspect_final_evaluation → if_(distill given): distill (DistillWorkChain on the fine-tuned model, the held-out
     frames as its reference) → results
@@ -726,8 +726,9 @@ class PFDWorkChain(WorkChain):
         counts = result['counts']
         if result['converged']:
             verdict = 'converged'
-        elif not result['train_more']:
-            verdict = 'not converged after the last iteration'
+        elif result['last']:
+            added = counts.get('trained_on', 0)
+            verdict = f'not converged after the last iteration: fine-tuning once more, on {added} more frames'
         else:
             verdict = f'not converged, adding {counts.get("trained_on", 0)} frames'
         judged, held_out = result['judged'], result['held_out']
@@ -753,7 +754,8 @@ class PFDWorkChain(WorkChain):
         return None
 
     def should_refine(self):
-        """Fine-tune again unless converged or out of iterations (no evaluation would follow)."""
+        """Fine-tune again on the frames just added (after the last iteration too: the DFT frames are paid for; the
+        held-out test set judges the result)."""
         return bool(self.ctx.added)
 
     def add_frames(self):

@@ -69,7 +69,9 @@ def test_from_shipped(aiida_profile_clean):
 
 def test_from_shipped_l3i5_and_unknown_names(aiida_profile_clean):
     assert ModelData.from_shipped('sevennet-l3i5').base.attributes.get('model_config')['lmax'] == 3
-    with pytest.raises(ValueError, match=r'unknown shipped model `7net-omni`: choose one of sevennet-0, sevennet-l3i5'):
+    with pytest.raises(
+        ValueError, match=r'unknown shipped model `7net-omni`: choose one of dpa4-neo, sevennet-0, sevennet-l3i5'
+    ):
         ModelData.from_shipped('7net-omni')
 
 
