@@ -45,16 +45,24 @@ def frames_of(*categories):
     return [atoms for atoms in read(REFERENCE, index=':') if atoms.info['category'] in categories]
 
 
-def force_rmse_by_role(model, frames, python_code):
-    """One ``pfd.evaluate`` job on all ``frames`` (8-atom cells): the force RMSE of the training and the test frames,
-    and the test frames' energy RMSE per atom."""
-    builder = CalculationFactory('pfd.evaluate').get_builder()
+def run_script_job(plugin, python_code, model, **inputs):
+    """Run one ``pfd.label`` or ``pfd.evaluate`` job with ``model`` in one process; its outputs, once it succeeded."""
+    builder = CalculationFactory(plugin).get_builder()
     builder.code = python_code
     builder.model = model
-    builder.reference = LabeledDataset.from_ase(frames, type_map=['Si']).store()
+    for port, value in inputs.items():
+        builder[port] = value
     builder.metadata.options = ONE_JOB
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    return results
+
+
+def force_rmse_by_role(model, frames, python_code):
+    """One ``pfd.evaluate`` job on all ``frames`` (8-atom cells): the force RMSE of the training and the test frames,
+    and the test frames' energy RMSE per atom."""
+    reference = LabeledDataset.from_ase(frames, type_map=['Si']).store()
+    results = run_script_job('pfd.evaluate', python_code, model, reference=reference)
     errors = {name: results['errors'].get_array(name) for name in ('energy_per_atom_reference', 'force_rmse')}
     energies = [atoms.get_potential_energy() / len(atoms) for atoms in frames]
     assert np.allclose(errors['energy_per_atom_reference'], energies)  # the frames' order is kept
@@ -75,13 +83,8 @@ def test_dpa4_labels_and_fine_tunes_on_pw_frames(aiida_profile_clean, dpa4_file,
 
     # Label: pw.x's Si frames, 8-atom cells; the foundation's energy zero is not pw.x's.
     training, test = frames_of(*TRAINING), frames_of(*TEST)
-    builder = CalculationFactory('pfd.label').get_builder()
-    builder.code = python_code
-    builder.model = foundation
-    builder.dataset = LabeledDataset.from_ase(test, type_map=['Si']).store()
-    builder.metadata.options = ONE_JOB
-    labelled, node = run_get_node(builder)
-    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    dataset = LabeledDataset.from_ase(test, type_map=['Si']).store()
+    labelled = run_script_job('pfd.label', python_code, foundation, dataset=dataset)
     assert labelled['dataset'].n_frames == len(test) and labelled['dataset'].is_labelled
     zero_shot = force_rmse_by_role(foundation, training + test, python_code)
     assert zero_shot['training_force_rmse'] < 0.15  # a universal model: close to pw.x's forces before fine-tuning
