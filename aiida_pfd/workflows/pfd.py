@@ -724,13 +724,13 @@ class PFDWorkChain(WorkChain):
         self.ctx.converged = result['converged']
 
         counts = result['counts']
+        added = counts.get('trained_on', 0)
         if result['converged']:
             verdict = 'converged'
         elif result['last']:
-            added = counts.get('trained_on', 0)
             verdict = f'not converged after the last iteration: fine-tuning once more, on {added} more frames'
         else:
-            verdict = f'not converged, adding {counts.get("trained_on", 0)} frames'
+            verdict = f'not converged, adding {added} frames'
         judged, held_out = result['judged'], result['held_out']
         self.ctx.entry['seeds']['held_out'] = seed
         self.ctx.entry.update(
@@ -740,7 +740,7 @@ class PFDWorkChain(WorkChain):
             frames_judged=judged['n_frames'],
             held_out_force_rmse=held_out['force_rmse'],
             held_out_energy_rmse_per_atom=held_out['energy_rmse_per_atom'],
-            frames_added=counts.get('trained_on', 0),
+            frames_added=added,
             frames_held_out=counts.get('held_out', 0),
             frames_accurate=counts.get('accurate', 0),
             frames_unphysical=counts.get('unphysical', 0),
