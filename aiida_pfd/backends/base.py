@@ -72,6 +72,10 @@ class Backend(abc.ABC):
         """Write to ``target`` the model ``path`` with ``offsets[element]`` (eV) added to each atom's energy."""
         raise NotImplementedError(f'the {self.name} backend cannot shift its energy zero.')
 
+    def energy_shift_refusal(self, kind: str, heads: t.Sequence[str]) -> str | None:
+        """Why :meth:`shift_energy` cannot take a model of ``kind`` with ``heads``; None if it can."""
+        return f'the {self.name} backend cannot shift the energy zero of a model.'
+
     @abc.abstractmethod
     def calculator(self, path: pathlib.Path, head: str | None = None, device: str | None = None) -> Calculator:
         """Return an ASE calculator for model file ``path`` (multi-task branch ``head``) on ``device``."""

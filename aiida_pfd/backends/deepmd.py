@@ -61,6 +61,40 @@ class DeepmdBackend(Backend):
         except Exception as exception:
             raise ValueError(f'{problem}: {exception}') from exception
 
+    def energy_shift_refusal(self, kind: str, heads: t.Sequence[str]) -> str | None:
+        if kind != 'checkpoint':
+            return 'only a DeePMD-kit checkpoint (.pt) can have its energy zero shifted, not a frozen model.'
+        if heads:
+            return 'a multi-task DeePMD-kit checkpoint: its branches have their own energy zeros; shift none.'
+        return None
+
+    def shift_energy(self, path: pathlib.Path, offsets: dict[str, float], target: pathlib.Path) -> None:
+        """Add ``offsets`` (eV per atom of each element) to a single-task checkpoint's output bias.
+
+        DeePMD's atomic energy is the network's output plus ``atomic_model.out_bias[0, type]``; ``--finetune`` refits
+        that bias itself, so a shifted foundation serves comparisons (the aligned zero-shot model) and replay labels.
+        """
+        import torch
+
+        metadata = self.read_metadata(path)
+        refusal = self.energy_shift_refusal(metadata.kind, metadata.heads)
+        if refusal:
+            raise ValueError(f'`{pathlib.Path(path).name}`: {refusal}')
+        state = torch.load(path, map_location='cpu', weights_only=False)
+        model = state['model']
+        keys = [key for key in model if key.endswith('atomic_model.out_bias')]
+        if len(keys) != 1:
+            raise ValueError(f'`{pathlib.Path(path).name}` has {len(keys)} output biases; expected one.')
+        type_map = list(metadata.type_map)
+        unknown = sorted(set(offsets) - set(type_map))
+        if unknown:
+            raise ValueError(f'the model has no type {unknown}.')
+        bias = model[keys[0]].clone()
+        for element, offset in offsets.items():
+            bias[0, type_map.index(element), 0] += float(offset)
+        model[keys[0]] = bias
+        torch.save(state, target)
+
     def calculator(self, path: pathlib.Path, head: str | None = None, device: str | None = None) -> Calculator:
         from deepmd.calculator import DP
 

@@ -94,6 +94,9 @@ class SevennBackend(Backend):
             )
         return SevenNetCalculator(model=str(path), file_type='checkpoint', device=device or 'auto', modal=head)
 
+    def energy_shift_refusal(self, kind: str, heads: t.Sequence[str]) -> str | None:
+        return None if kind == 'checkpoint' else 'only a sevenn checkpoint can have its energy zero shifted.'
+
     def shift_energy(self, path: pathlib.Path, offsets: dict[str, float], target: pathlib.Path) -> None:
         """Add ``offsets`` (eV per atom of each element) to the checkpoint's species-wise energy shift.
 

@@ -3,7 +3,8 @@
 Outline::
 
     setup → perturb → label_initial (DFT) → collect (hold out a seeded share) →
-    if_(the foundation's family does not refit its energy zero): evaluate_foundation → align_foundation →
+    if_(training.align_energy; by default where fine-tuning keeps the foundation's energy zero): evaluate_foundation →
+    align_foundation →
     if_(replay given): explore_replay → collect_replay (MD with the aligned foundation, its frames for replay) →
     finetune (the DFT frames trained on, plus a seeded sample of replay frames) →
     while_(not converged and iteration < max_iterations):
@@ -104,6 +105,8 @@ def validate_training(value, _=None) -> str | None:
     fraction = training.get('old_data_fraction', 1.0)
     if not 0.0 <= fraction <= 1.0:
         return 'training.old_data_fraction: give a fraction in [0, 1].'
+    if not isinstance(training.get('align_energy', False), bool):
+        return 'training.align_energy: give true or false.'
     if not isinstance(training.get('parameters', {}), dict):
         return "training.parameters: give the training settings of the foundation model's family as a dictionary."
     return None
@@ -157,6 +160,10 @@ def validate_inputs(inputs, _=None) -> str | None:
         branch = inputs.get('model_branch')
         if branch is not None and branch.value not in foundation.heads:
             return f'model_branch: `{branch.value}` is not a branch of the foundation ({foundation.heads}).'
+        training = inputs['training'].get_dict() if 'training' in inputs else {}
+        refusal = backend.energy_shift_refusal(foundation.kind, foundation.heads)
+        if aligns_energy(foundation, training) and refusal:
+            return f'training.align_energy: {refusal} Set it to false for this foundation.'
 
     problem = given[0].check_structures(inputs[given[0].namespace], structures)
     if problem:
@@ -175,15 +182,19 @@ def validate_inputs(inputs, _=None) -> str | None:
         if unknown:
             return f'replay.exploration: task group names unknown structures {unknown}.'
         training = inputs['training'].get_dict() if 'training' in inputs else {}
-        if foundation is not None and not (
-            get_backend(foundation.model_backend).needs_energy_alignment and training.get('align_energy', True)
-        ):
+        if foundation is not None and not aligns_energy(foundation, training):
             return (
-                "replay: the replay frames carry the foundation's energies, which are on the DFT scale only for a "
-                'family whose energy zero is aligned before fine-tuning (SevenNet with `training.align_energy`); '
-                'leave `replay` out for this foundation.'
+                "replay: the replay frames carry the foundation's energies, which are on the DFT scale only once its "
+                'energy zero is aligned: set `training.align_energy` to true (SevenNet: the default), or leave '
+                '`replay` out.'
             )
     return None
+
+
+def aligns_energy(foundation, training: dict) -> bool:
+    """Whether the foundation's energy zero is shifted onto the initial DFT frames: ``training.align_energy``, by
+    default for the families whose fine-tuning keeps the foundation's zero (SevenNet)."""
+    return bool(training.get('align_energy', get_backend(foundation.model_backend).needs_energy_alignment))
 
 
 class PFDWorkChain(WorkChain):
@@ -239,8 +250,9 @@ class PFDWorkChain(WorkChain):
             valid_type=orm.Dict,
             validator=validate_training,
             help="`parameters` (the family's training settings), `init_from` (foundation|previous), "
-            '`old_data_fraction` (with previous), `align_energy` (default true: for a family whose fine-tuning keeps '
-            "the foundation's energy zero, shift it per element onto the initial DFT frames first).",
+            "`old_data_fraction` (with previous), `align_energy` (shift the foundation's energy zero per element onto "
+            'the initial DFT frames first; default true for a family whose fine-tuning keeps that zero, SevenNet; '
+            'true for a single-task DeePMD checkpoint gives the aligned zero-shot model and allows `replay`).',
         )
         spec.input(
             'replay',
@@ -508,8 +520,7 @@ class PFDWorkChain(WorkChain):
         )
 
     def should_align_energy(self):
-        backend = get_backend(self.inputs.foundation_model.model_backend)
-        return backend.needs_energy_alignment and self.inputs.training.get('align_energy', True)
+        return aligns_energy(self.inputs.foundation_model, self.inputs.training.get_dict())
 
     def evaluate_foundation(self):
         """Zero-shot errors of the foundation on the initial DFT frames it is fine-tuned on."""

@@ -68,9 +68,36 @@ def test_shifted_sevennet_moves_energies_not_forces():
 
 
 @pytest.mark.usefixtures('aiida_profile_clean')
-def test_shift_rejects_unknown_elements_and_other_families(tiny_model):
+def test_shifted_deepmd_checkpoint_moves_energies_not_forces(tiny_checkpoint):
+    """A single-task DeePMD checkpoint's output bias takes the offset of each type; the other types keep theirs."""
+    shifted = shift_model_energy(tiny_checkpoint, orm.Dict({'offsets': {'Cu': -2.5}}))
+
+    assert shifted.model_backend == 'deepmd' and shifted.kind == 'checkpoint'
+    assert shifted.type_map == tiny_checkpoint.type_map
+    atoms = bulk('Cu', 'fcc', a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    alloy = atoms.copy()
+    alloy.symbols[0] = 'Si'
+    results = {}
+    for name, model in (('foundation', tiny_checkpoint), ('shifted', shifted)):
+        calculator = model.get_calculator()
+        for label, frame in (('cu', atoms.copy()), ('cusi', alloy.copy())):
+            frame.calc = calculator
+            results[name, label] = (frame.get_potential_energy(), frame.get_forces())
+    for label, n_cu in (('cu', 4), ('cusi', 3)):
+        energy_shift = results['shifted', label][0] - results['foundation', label][0]
+        assert energy_shift == pytest.approx(-2.5 * n_cu, abs=1e-6)
+        assert np.allclose(results['shifted', label][1], results['foundation', label][1], atol=1e-8)
+
+
+@pytest.mark.usefixtures('aiida_profile_clean')
+def test_shift_rejects_unknown_elements_and_models_it_cannot_shift(tiny_model, tiny_checkpoint, multitask_checkpoint):
     foundation = ModelData.from_shipped('sevennet-0').store()
     with pytest.raises(ValueError, match='no species'):
         shift_model_energy(foundation, orm.Dict({'offsets': {'Xx': 1.0}}))
-    with pytest.raises(NotImplementedError, match='deepmd backend cannot shift'):
+    with pytest.raises(ValueError, match='no type'):
+        shift_model_energy(tiny_checkpoint, orm.Dict({'offsets': {'Xx': 1.0}}))
+    with pytest.raises(ValueError, match='not a frozen model'):
         shift_model_energy(tiny_model, orm.Dict({'offsets': {'Cu': 1.0}}))
+    with pytest.raises(ValueError, match='multi-task'):
+        shift_model_energy(multitask_checkpoint, orm.Dict({'offsets': {'Cu': 1.0}}))

@@ -218,6 +218,21 @@ def test_replay_needs_an_aligned_foundation(builder):
         run_get_node(builder)  # a DeePMD foundation: its fine-tuning refits the energy zero, the replay would not
     with pytest.raises(ValueError, match=r'replay\.ratio'):
         builder.replay = orm.Dict({**replay, 'ratio': 0})
+    # a multi-task checkpoint's branches have their own energy zeros: it cannot be aligned, so no replay either
+    builder.replay = orm.Dict(replay)
+    builder.training = orm.Dict({**builder.training.get_dict(), 'align_energy': True})
+    with pytest.raises(ValueError, match=r'training\.align_energy: a multi-task DeePMD-kit checkpoint'):
+        run_get_node(builder)
+
+
+def test_a_single_task_deepmd_foundation_can_be_aligned_for_replay(builder, tiny_checkpoint):
+    builder.foundation_model = tiny_checkpoint
+    del builder['model_branch']
+    builder.replay = orm.Dict({'exploration': {'stages': [[{'temperatures': [900], 'nsteps': 4}]]}})
+    with pytest.raises(ValueError, match='replay: the replay frames carry the foundation'):
+        run_get_node(builder)
+    builder.training = orm.Dict({**builder.training.get_dict(), 'align_energy': True})
+    assert PFDWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
 
 
 def test_foundation_must_cover_the_elements_and_have_the_branch(builder):
