@@ -149,6 +149,7 @@ def validate_inputs(inputs, _=None) -> str | None:
     if perturbation is not None and len(structures) * int(perturbation.get('frames', 5)) < 2:
         return 'perturbation.frames: give at least 2 initial frames in all, so that one can be held out as a test.'
     foundation = inputs.get('foundation_model')
+    training = inputs['training'].get_dict() if 'training' in inputs else {}
     if foundation is not None:
         elements = sorted({kind.symbol for structure in structures.values() for kind in structure.kinds})
         missing = foundation.missing_elements(elements)
@@ -160,9 +161,9 @@ def validate_inputs(inputs, _=None) -> str | None:
         branch = inputs.get('model_branch')
         if branch is not None and branch.value not in foundation.heads:
             return f'model_branch: `{branch.value}` is not a branch of the foundation ({foundation.heads}).'
-        training = inputs['training'].get_dict() if 'training' in inputs else {}
-        refusal = backend.energy_shift_refusal(foundation.kind, foundation.heads)
-        if aligns_energy(foundation, training) and refusal:
+        if aligns_energy(foundation, training) and (
+            refusal := backend.energy_shift_refusal(foundation.kind, foundation.heads)
+        ):
             return f'training.align_energy: {refusal} Set it to false for this foundation.'
 
     problem = given[0].check_structures(inputs[given[0].namespace], structures)
@@ -181,7 +182,6 @@ def validate_inputs(inputs, _=None) -> str | None:
         unknown = unknown_structures(orm.Dict(replay['exploration']), structures)
         if unknown:
             return f'replay.exploration: task group names unknown structures {unknown}.'
-        training = inputs['training'].get_dict() if 'training' in inputs else {}
         if foundation is not None and not aligns_energy(foundation, training):
             return (
                 "replay: the replay frames carry the foundation's energies, which are on the DFT scale only once its "
