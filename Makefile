@@ -51,7 +51,7 @@ demo: setup $(if $(filter dpa4,$(FOUNDATION)),models)
 
 test: install
 	$(BIN)/aiida-pfd models fetch dpa4-neo || echo 'warning: no DPA-4 checkpoint; its test will be skipped'
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

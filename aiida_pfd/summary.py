@@ -25,6 +25,7 @@ def summarize(node: orm.WorkflowNode) -> dict:
         'dft_failed': n_failed,
         'iterations': len(history),
         'history': history,
+        'failures': outputs.history.get('failures', []) if 'history' in outputs else [],
         'training_frames': outputs.training_set.n_frames if 'training_set' in outputs else 0,
         'test_frames': outputs.test_set.n_frames if 'test_set' in outputs else 0,
         'dft_frames': outputs.dft_frames.base.attributes.get('role_counts', {}) if 'dft_frames' in outputs else {},
@@ -110,6 +111,14 @@ def summary_tables(summary: dict, wall_time: float | None = None) -> str:
             'Fine-tuning iterations (errors of the model that explored, on the fresh frames not held out; "judged"):'
         ]
         lines += [tabulate(rows, headers=headers), '']
+
+    if summary.get('failures'):
+        rows = [
+            [entry['iteration'], entry['step'], entry['process'], entry['exit_status'], entry['action']]
+            for entry in summary['failures']
+        ]
+        lines += ['Failed jobs (`history.failures` has their messages):']
+        lines += [tabulate(rows, headers=['iteration', 'step', 'job', 'exit', 'what followed']), '']
 
     rows = [
         ['PFDWorkChain', f'<{summary["pk"]}> exit {summary["exit_status"]} {summary["exit_message"] or ""}'.strip()],

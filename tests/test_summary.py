@@ -44,7 +44,17 @@ def pfd_node(aiida_profile_clean, emt_dataset):
                 'energy_rmse_per_atom': 0.002,
                 'decision': 'converged',
             }
-        ]
+        ],
+        'failures': [
+            {
+                'iteration': 1,
+                'step': 'dft',
+                'process': 'PwBaseWorkChain<7>',
+                'exit_status': 300,
+                'message': 'The calculation failed with an unrecoverable error.',
+                'action': 'frame skipped',
+            }
+        ],
     }
     distill_metrics = {
         'student_vs_dft': {'force_rmse': 0.07, 'energy_rmse_per_atom': 0.0025, 'n_frames': 8},
@@ -104,6 +114,8 @@ def test_summary_reads_the_outputs(pfd_node):
     assert 'in-loop: last iteration, 1 fresh frames' in text and 'initial 1, held out 1' in text
     assert '0.0700 eV/Å' in text and '45.5x; uncompressed 9.1x' in text and '10.0 min' in text
     assert 'distilled model' in text and f'ModelData<{summary["distilled_model"]}>' in text
+    assert summary['failures'][0]['action'] == 'frame skipped'
+    assert 'Failed jobs' in text and 'PwBaseWorkChain<7>' in text and 'frame skipped' in text
 
 
 def test_summary_command(pfd_node):

@@ -35,6 +35,8 @@ class Backend(abc.ABC):
     #: Entry point of the CalcJob that fine-tunes this family's models, and the label of the code it runs
     #: (a key of the PFD workchains' ``codes`` namespace).
     train_process: t.ClassVar[str] = ''
+    #: The restart work chain around :attr:`train_process` (a diverged loss is retried once at a lower rate).
+    train_workchain: t.ClassVar[str] = ''
     train_code: t.ClassVar[str] = 'python'
     #: Where the training seed sits in the family's training settings, as (section, key).
     seed_key: t.ClassVar[tuple[str, str]] = ('training', 'seed')
@@ -45,6 +47,35 @@ class Backend(abc.ABC):
         parameters = {**parameters, section: dict(parameters.get(section, {}))}
         parameters[section].setdefault(key, int(seed))
         return parameters, parameters[section][key]
+
+    #: Where the learning rate sits in the family's training settings (a path of keys), and its default there.
+    learning_rate_keys: t.ClassVar[tuple[str, ...]] = ()
+    default_learning_rate: t.ClassVar[float] = 0.0
+    #: Further learning rates (paths of keys) that scale with it when set, e.g. DeePMD's final rate.
+    scaled_with_learning_rate: t.ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    def with_scaled_learning_rate(self, parameters: dict, factor: float) -> tuple[dict, float, float]:
+        """``parameters`` with the learning rate times ``factor``; and the learning rate before and after."""
+        import copy
+
+        if not self.learning_rate_keys:
+            raise NotImplementedError(f'the {self.name} backend has no learning rate to change.')
+        parameters = copy.deepcopy(parameters)
+
+        def section_of(keys):
+            section = parameters
+            for key in keys[:-1]:
+                section = section.setdefault(key, {})
+            return section
+
+        section = section_of(self.learning_rate_keys)
+        before = float(section.get(self.learning_rate_keys[-1], self.default_learning_rate))
+        section[self.learning_rate_keys[-1]] = before * factor
+        for keys in self.scaled_with_learning_rate:
+            other = section_of(keys)
+            if keys[-1] in other:
+                other[keys[-1]] = float(other[keys[-1]]) * factor
+        return parameters, before, before * factor
 
     def finetune_inputs(
         self,

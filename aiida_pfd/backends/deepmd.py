@@ -19,7 +19,11 @@ class DeepmdBackend(Backend):
     name = 'deepmd'
     suffixes: t.ClassVar[dict[str, str]] = {'checkpoint': '.pt', 'frozen': '.pth'}
     train_process = 'pfd.deepmd.train'
+    train_workchain = 'pfd.deepmd.train.base'
     train_code = 'dp'
+    learning_rate_keys = ('learning_rate', 'start_lr')
+    default_learning_rate = 1e-3  # DeePMD-kit's own default
+    scaled_with_learning_rate = (('learning_rate', 'stop_lr'),)
 
     def finetune_inputs(self, *, code, foundation, training_set, parameters, model_branch=None, options=None) -> dict:
         """``dp --pt train --finetune`` with the model section taken from the checkpoint (``--use-pretrain-script``).

@@ -43,9 +43,15 @@ class SevennBackend(Backend):
     shipped = SHIPPED
 
     train_process = 'pfd.sevenn.train'
+    train_workchain = 'pfd.sevenn.train.base'
     train_code = 'python'
     seed_key = ('train', 'random_seed')
+    learning_rate_keys = ('train', 'optim_param', 'lr')
     needs_energy_alignment = True
+
+    @property
+    def default_learning_rate(self) -> float:
+        return FINETUNE_DEFAULTS['train']['optim_param']['lr']
 
     def finetune_inputs(self, *, code, foundation, training_set, parameters, model_branch=None, options=None) -> dict:
         """``pfd.sevenn.train`` inputs; ``parameters`` are sevenn's own config sections (``train``, ``data``...)."""

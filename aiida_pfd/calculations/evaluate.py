@@ -62,8 +62,18 @@ class EvaluateCalculation(ScriptCalculation):
             invalidates_cache=True,
             message='The per-frame errors do not match the reference frames: {message}',
         )
-        spec.exit_code(400, 'ERROR_NON_FINITE_PREDICTIONS', message='The predictions are not finite: {message}')
-        spec.exit_code(401, 'ERROR_NON_FINITE_REFERENCE', message='The reference labels are not finite: {message}')
+        spec.exit_code(
+            400,
+            'ERROR_NON_FINITE_PREDICTIONS',
+            invalidates_cache=True,
+            message='The predictions are not finite: {message}',
+        )
+        spec.exit_code(
+            401,
+            'ERROR_NON_FINITE_REFERENCE',
+            invalidates_cache=True,
+            message='The reference labels are not finite: {message}',
+        )
 
     @staticmethod
     def validate_reference(value, _) -> str | None:

@@ -55,7 +55,9 @@ class LabelCalculation(ScriptCalculation):
             invalidates_cache=True,
             message='The labelled dataset has a different number of frames than the input: {message}',
         )
-        spec.exit_code(400, 'ERROR_NON_FINITE_LABELS', message='The labels are not finite: {message}')
+        spec.exit_code(
+            400, 'ERROR_NON_FINITE_LABELS', invalidates_cache=True, message='The labels are not finite: {message}'
+        )
 
     @staticmethod
     def validate_inputs(value, ctx) -> str | None:

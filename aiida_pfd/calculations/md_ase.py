@@ -56,6 +56,7 @@ from aiida import orm
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 
 from ..data import LabeledDataset, ModelData
+from ..validation import did_you_mean
 from .script import ScriptCalculation, define_model_inputs, structure_dict, validate_model
 
 ENSEMBLES = ('nvt', 'npt')
@@ -76,6 +77,9 @@ _ONLY_FOR = {
     'tdamp': "`thermostat` 'nose_hoover_chain' or `ensemble` 'npt'",
     'compressibility': "`barostat` 'berendsen'",
 }
+
+#: Every key of ``parameters``.
+PARAMETER_KEYS = frozenset(_COMMON | set(_ONLY_FOR))
 
 
 def _allowed_keys(parameters: dict) -> set[str]:
@@ -102,9 +106,12 @@ def _is_int(value) -> bool:
 
 def check_parameters(parameters: dict) -> str | None:
     """Return what is wrong with ``parameters`` (naming the key and the fix), or None."""
-    unknown = sorted(set(parameters) - _COMMON - set(_ONLY_FOR))
+    unknown = sorted(set(parameters) - PARAMETER_KEYS)
     if unknown:
-        return f'unknown keys {unknown}: the keys are {sorted(_COMMON | set(_ONLY_FOR))}.'
+        close = {key: match for key in unknown if (match := did_you_mean(key, PARAMETER_KEYS))}
+        meant = ', '.join(f'`{match}` for `{key}`' for key, match in close.items())
+        meant = f' (did you mean {meant}?)' if meant else ''
+        return f'unknown keys {unknown}{meant}: the keys are {sorted(PARAMETER_KEYS)}.'
 
     ensemble = parameters.get('ensemble', 'nvt')
     if ensemble not in ENSEMBLES:
@@ -261,6 +268,7 @@ class AseMdCalculation(ScriptCalculation):
         spec.exit_code(
             400,
             'ERROR_UNSTABLE_TRAJECTORY',
+            invalidates_cache=True,
             message='MD became unstable (the frames sampled before are attached): {message}',
         )
 

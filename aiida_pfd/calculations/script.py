@@ -111,7 +111,12 @@ class ScriptCalculation(CalcJob):
             301, 'ERROR_MISSING_OUTPUT', invalidates_cache=True, message='The script wrote no output: {message}'
         )
         spec.exit_code(302, 'ERROR_SCRIPT_FAILED', invalidates_cache=True, message='The script failed: {message}')
-        spec.exit_code(310, 'ERROR_OUTPUT_PARSING', message='The output files could not be parsed: {message}')
+        spec.exit_code(
+            310,
+            'ERROR_OUTPUT_PARSING',
+            invalidates_cache=True,
+            message='The output files could not be parsed: {message}',
+        )
 
     def script_parameters(self) -> dict:
         """The content of ``input.json``."""

@@ -125,15 +125,28 @@ class SevennTrainCalculation(CalcJob):
         spec.default_output_node = 'metrics'
 
         spec.exit_code(
-            301, 'ERROR_MISSING_LEARNING_CURVE', message='lc.csv was not written and the output shows no error.'
+            301,
+            'ERROR_MISSING_LEARNING_CURVE',
+            invalidates_cache=True,
+            message='lc.csv was not written and the output shows no error.',
         )
-        spec.exit_code(302, 'ERROR_TRAINING_FAILED', message='`sevenn train` failed: {message}')
-        spec.exit_code(303, 'ERROR_MISSING_MODEL', message='The fine-tuned checkpoint is missing: {message}')
-        spec.exit_code(310, 'ERROR_INVALID_LEARNING_CURVE', message='lc.csv could not be parsed: {message}')
-        spec.exit_code(311, 'ERROR_INVALID_MODEL', message='The checkpoint could not be read: {message}')
+        spec.exit_code(302, 'ERROR_TRAINING_FAILED', invalidates_cache=True, message='`sevenn train` failed: {message}')
+        spec.exit_code(
+            303,
+            'ERROR_MISSING_MODEL',
+            invalidates_cache=True,
+            message='The fine-tuned checkpoint is missing: {message}',
+        )
+        spec.exit_code(
+            310, 'ERROR_INVALID_LEARNING_CURVE', invalidates_cache=True, message='lc.csv could not be parsed: {message}'
+        )
+        spec.exit_code(
+            311, 'ERROR_INVALID_MODEL', invalidates_cache=True, message='The checkpoint could not be read: {message}'
+        )
         spec.exit_code(
             400,
             'ERROR_NON_FINITE_LOSS',
+            invalidates_cache=True,
             message='The training loss became NaN or infinite at epoch {epoch}; lower `train.optim_param.lr`.',
         )
 

@@ -181,7 +181,12 @@ class SpeedCalculation(ScriptCalculation):
             help='Per size: n_atoms, repetitions; per model: median_step_seconds, ms_per_atom_step, step_seconds '
             '(null where skipped) and speedup relative to `baseline`; threads, cpu_count, node and `units`.',
         )
-        spec.exit_code(400, 'ERROR_NON_FINITE_PREDICTIONS', message='The predictions are not finite: {message}')
+        spec.exit_code(
+            400,
+            'ERROR_NON_FINITE_PREDICTIONS',
+            invalidates_cache=True,
+            message='The predictions are not finite: {message}',
+        )
 
     def script_parameters(self) -> dict:
         models = self.inputs.models

@@ -120,7 +120,10 @@ class StabilityCalculation(ScriptCalculation):
             help='One array per run (`run_000`...); the column names are the attribute `columns`.',
         )
         spec.exit_code(
-            400, 'ERROR_MODEL_UNSTABLE', message='The model failed the stability checks (outputs attached): {message}'
+            400,
+            'ERROR_MODEL_UNSTABLE',
+            invalidates_cache=True,
+            message='The model failed the stability checks (outputs attached): {message}',
         )
 
     def script_parameters(self) -> dict:

@@ -160,17 +160,37 @@ class DeepmdTrainCalculation(CalcJob):
         spec.output('metrics', valid_type=orm.Dict, help='Last lcurve.out row: final training/validation RMSEs.')
         spec.default_output_node = 'metrics'
 
-        spec.exit_code(301, 'ERROR_MISSING_LCURVE', message='lcurve.out was not written and train.log shows no error.')
-        spec.exit_code(302, 'ERROR_TRAINING_FAILED', message='`dp train` failed: {message}')
-        spec.exit_code(303, 'ERROR_MISSING_MODEL', message='The frozen model or the checkpoint is missing: {message}')
+        spec.exit_code(
+            301,
+            'ERROR_MISSING_LCURVE',
+            invalidates_cache=True,
+            message='lcurve.out was not written and train.log shows no error.',
+        )
+        spec.exit_code(302, 'ERROR_TRAINING_FAILED', invalidates_cache=True, message='`dp train` failed: {message}')
+        spec.exit_code(
+            303,
+            'ERROR_MISSING_MODEL',
+            invalidates_cache=True,
+            message='The frozen model or the checkpoint is missing: {message}',
+        )
         spec.exit_code(
             304,
             'ERROR_COMPRESSION_FAILED',
+            invalidates_cache=True,
             message='`dp compress` gave no compressed model (the frozen model and checkpoint are kept): {message}',
         )
-        spec.exit_code(310, 'ERROR_INVALID_LCURVE', message='lcurve.out could not be parsed: {message}')
-        spec.exit_code(311, 'ERROR_INVALID_MODEL', message='A model file could not be read: {message}')
-        spec.exit_code(400, 'ERROR_NON_FINITE_LOSS', message='The training loss became NaN or infinite at step {step}.')
+        spec.exit_code(
+            310, 'ERROR_INVALID_LCURVE', invalidates_cache=True, message='lcurve.out could not be parsed: {message}'
+        )
+        spec.exit_code(
+            311, 'ERROR_INVALID_MODEL', invalidates_cache=True, message='A model file could not be read: {message}'
+        )
+        spec.exit_code(
+            400,
+            'ERROR_NON_FINITE_LOSS',
+            invalidates_cache=True,
+            message='The training loss became NaN or infinite at step {step}.',
+        )
 
     def prepare_for_submission(self, folder):
         import json

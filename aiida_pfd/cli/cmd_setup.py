@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import click
 from aiida.cmdline.utils import echo
@@ -51,6 +52,12 @@ def _profile_given_on_command_line(ctx: click.Context) -> bool:
     default=None,
     help='Directory of UPF files for the PFD/Debian/PBE family [/usr/share/espresso/pseudo].',
 )
+@click.option(
+    '--caching/--no-caching',
+    default=None,
+    help='Turn AiiDA caching on (or off) for the PFD and pw.x calculations of the profile, so that a re-run re-uses '
+    'identical DFT labels and trainings. Default: ask in a terminal, else leave it as it is.',
+)
 @click.option('--no-daemon', is_flag=True, help='Do not start the daemon.')
 @click.option('--workers', type=int, default=1, show_default=True, help='Daemon workers to start.')
 @click.pass_context
@@ -71,6 +78,7 @@ def cmd_setup(
     lmp_executable,
     python_executable,
     pseudo_dir,
+    caching,
     no_daemon,
     workers,
 ):
@@ -78,10 +86,12 @@ def cmd_setup(
 
     Running it again changes nothing and says so. With `-p/--profile` an existing profile (e.g. PostgreSQL + RabbitMQ)
     is used instead of `--profile-name`; with `--computer` the codes go on an existing computer instead of localhost.
+    Without `--caching/--no-caching` it asks whether to turn caching on, in a terminal, where it is off.
     """
     from aiida.manage.configuration import load_profile
     from tabulate import tabulate
 
+    from ..caching import HOW_TO_ENABLE, ensure_caching, is_caching_enabled
     from ..provision import Outcome, Status
     from ..provision.codes import default_executables, default_specs, ensure_code
     from ..provision.computer import ensure_localhost, load_existing
@@ -117,6 +127,13 @@ def cmd_setup(
     outcomes = [outcome]
     load_profile(profile.name, allow_switch=True)
 
+    if caching is None and sys.stdin.isatty() and not is_caching_enabled(profile.name, config):
+        caching = click.confirm(
+            'Turn on caching, so that re-running an identical workflow re-uses its DFT labels and trainings?',
+            default=False,
+        )
+    caching_outcome = ensure_caching(caching, profile.name, config)
+
     try:
         if computer_label:
             computer, outcome = load_existing(computer_label)
@@ -142,6 +159,8 @@ def cmd_setup(
     except (FileNotFoundError, ValueError) as exception:
         outcomes.append(Outcome('pseudo family', 'PFD/Debian/PBE', Status.WARNING, str(exception)))
 
+    outcomes.append(caching_outcome)
+
     if no_daemon:
         outcomes.append(Outcome('daemon', profile.name, Status.SKIPPED, '--no-daemon'))
     else:
@@ -154,6 +173,12 @@ def cmd_setup(
         echo.echo_success(f'Nothing changed: profile `{profile.name}` was already set up.')
     else:
         echo.echo_success(f'Profile `{profile.name}` is set up. Try `verdi -p {profile.name} code list`.')
+    if caching_outcome.status is Status.SKIPPED:
+        echo.echo_report(HOW_TO_ENABLE)
+    elif caching_outcome.status.is_change and outcomes[-1].status is Status.UNCHANGED:
+        echo.echo_warning(
+            f'The daemon was running: `verdi -p {profile.name} daemon restart` applies the caching change.'
+        )
     if warnings:
         echo.echo_warning(f'{len(warnings)} item(s) need attention, see the table above.')
         ctx.exit(1)

@@ -42,7 +42,10 @@ class ModelData(orm.SinglefileData):
             self._read(path, model_backend, filename, **kwargs)
 
     def _read(self, path: pathlib.Path, model_backend: str, filename: str | None, **kwargs) -> None:
-        metadata = get_backend(model_backend).read_metadata(path)
+        backend = get_backend(model_backend)
+        if not path.is_file():
+            raise ValueError(f'`{path}` is not a file: give the path of a {backend.name} model file.')
+        metadata = backend.read_metadata(path)
         super().__init__(path, filename=filename or path.name, **kwargs)
         self.base.attributes.set_many(
             {

@@ -13,6 +13,8 @@ from ..calculations.train import COMPRESS_LOG, FREEZE_LOG, compress_options
 from ..data import ModelData
 from .curves import first_non_finite, learning_curve
 
+NAN_DETECTED = re.compile(r'NaN detected at batch\s+(\d+)')
+
 
 def _tail(text: str, lines: int = 4) -> str:
     return ' | '.join(line.strip() for line in text.strip().splitlines()[-lines:])
@@ -28,6 +30,9 @@ class DeepmdTrainParser(Parser):
         log_name = self.node.get_option('output_filename')
         log = repository.get_object_content(log_name) if log_name in names else ''
 
+        diverged = NAN_DETECTED.search(log)  # deepmd-kit stops on a NaN loss before lcurve.out shows it
+        if diverged:
+            return self.exit_codes.ERROR_NON_FINITE_LOSS.format(step=int(diverged.group(1)))
         if deepmd.LCURVE not in names:
             if 'Traceback' in log or 'Error' in log:
                 return self.exit_codes.ERROR_TRAINING_FAILED.format(message=_tail(log))

@@ -25,6 +25,7 @@ from ..data import LabeledDataset, ModelData
 from ..data.operations import merge_datasets, split_dataset, subset_dataset, with_type_map
 from ..protocols import get_protocol, load_protocols
 from ..seeds import derive_seed, sample_indices
+from ..validation import check_structures, unknown_keys
 from ..zbl import zbl_pair_table
 from .exploration import explored_frames, submit_task_groups, unknown_structures, validate_exploration
 
@@ -82,9 +83,9 @@ ZBL_RANGE = {'sw_rmin': 0.5, 'sw_rmax': 0.75}
 
 def validate_zbl(value, _=None) -> str | None:
     zbl = value.get_dict()
-    unknown = sorted(set(zbl) - {'sw_rmin', 'sw_rmax', 'smin_alpha'})
-    if unknown:
-        return f'zbl: unknown keys {unknown}; give `sw_rmin`, `sw_rmax` (Å) and optionally `smin_alpha`, or {{}}.'
+    problem = unknown_keys('zbl', zbl, ('sw_rmin', 'sw_rmax', 'smin_alpha'), hint='({} for the default range.)')
+    if problem:
+        return problem
     if any(not isinstance(value, (int, float)) or value <= 0 for value in zbl.values()):
         return 'zbl: give positive numbers (Å for `sw_rmin` and `sw_rmax`).'
     if 'sw_rmin' in zbl and 'sw_rmax' in zbl and zbl['sw_rmin'] >= zbl['sw_rmax']:
@@ -115,9 +116,9 @@ ROUNDS_DEFAULTS = {'max_rounds': 3, 'frames': 100, 'candidates': 400, 'min_impro
 
 def validate_rounds(value, _=None) -> str | None:
     rounds = value.get_dict()
-    unknown = sorted(set(rounds) - set(ROUNDS_DEFAULTS))
-    if unknown:
-        return f'rounds: unknown keys {unknown}; the keys are {sorted(ROUNDS_DEFAULTS)}.'
+    problem = unknown_keys('rounds', rounds, ROUNDS_DEFAULTS)
+    if problem:
+        return problem
     settings = {**ROUNDS_DEFAULTS, **rounds}
     for key in ('max_rounds', 'frames', 'candidates'):
         if not isinstance(settings[key], int) or isinstance(settings[key], bool) or settings[key] < 1:
@@ -141,8 +142,35 @@ def stability_temperatures(exploration: dict) -> list[float]:
     return [float(highest), round(1.2 * highest, 6)]
 
 
+#: The job kinds of ``options``.
+OPTION_KINDS = ('md', 'train', 'evaluate', 'speed', 'stability')
+
+
+def check_speed(speed: dict) -> str | None:
+    """What is wrong with the ``speed`` input (``pfd.speed`` parameters), or None."""
+    from ..calculations.speed import DEFAULTS, check_parameters
+
+    problem = unknown_keys('speed', speed, DEFAULTS, hint='(`pfd.speed` parameters.)')
+    if problem:
+        return problem
+    problem = check_parameters(speed)
+    return f'speed: {problem}' if problem else None
+
+
 def validate_inputs(inputs, ctx=None) -> str | None:
     """Cross-checks; when exposed in ``PFDWorkChain`` (ports excluded), only those on the ports present."""
+    if ctx is None or 'structures' in ctx:
+        problem = check_structures('structures', inputs.get('structures', {}))
+        if problem:
+            return problem
+    options = inputs.get('options')
+    if options is not None:
+        problem = unknown_keys('options', options.get_dict(), OPTION_KINDS, hint='(`metadata.options` per job kind.)')
+        if problem:
+            return problem
+    speed = inputs.get('speed')
+    if speed is not None and (problem := check_speed(speed.get_dict())):
+        return problem
     zbl, student = inputs.get('zbl'), inputs.get('student')
     if zbl is not None and student is not None:
         descriptor = student.get_dict().get('model', {}).get('descriptor', {}).get('type')

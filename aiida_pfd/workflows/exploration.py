@@ -5,26 +5,52 @@ from __future__ import annotations
 from aiida import orm
 from aiida.plugins import CalculationFactory
 
+from ..calculations.md_ase import PARAMETER_KEYS, check_parameters
 from ..data.operations import merge_datasets
 from ..structures import STRUCTURE_KEYS, check_structure_keys, generate_structures, needs_generation
+from ..validation import unknown_keys
 
 AseMdCalculation = CalculationFactory('pfd.md.ase')
+
+#: The keys of a task group: the ``pfd.md.ase`` parameters, ``structures`` (names) and the structure keys.
+TASK_GROUP_KEYS = frozenset({*PARAMETER_KEYS, 'structures', *STRUCTURE_KEYS})
 
 
 def validate_exploration(value, _=None) -> str | None:
     """``exploration``: ``{'stages': [[task group, ...], ...]}``; each task group is ``pfd.md.ase`` parameters plus
     an optional ``structures`` list of names and the structure keys of :mod:`aiida_pfd.structures` (``supercell``,
-    ``defects``, ``strains``)."""
+    ``defects``, ``strains``). Task groups are numbered across the stages, from 0."""
     stages = value.get('stages') if value is not None else None
     if not stages or not all(isinstance(stage, list) and stage for stage in stages):
         return 'exploration: give `stages`, a non-empty list of non-empty lists of task groups.'
+    problem = unknown_keys('exploration', value.get_dict(), ('stages',))
+    if problem:
+        return problem
     for index, group in enumerate(group for stage in stages for group in stage):
-        if not isinstance(group, dict) or 'temperatures' not in group or 'nsteps' not in group:
-            return f'exploration: task group {index} needs at least `temperatures` and `nsteps`.'
-        problem = check_structure_keys(group)
+        problem = check_task_group(group)
         if problem:
             return f'exploration: task group {index}: {problem}'
     return None
+
+
+def check_task_group(group) -> str | None:
+    """What is wrong with one task group (naming the key and the fix), or None."""
+    if not isinstance(group, dict):
+        return f'give a dictionary of `pfd.md.ase` parameters, not {group!r}.'
+    problem = unknown_keys('', group, TASK_GROUP_KEYS)
+    if problem:
+        return problem
+    if 'temperatures' not in group or 'nsteps' not in group:
+        return 'give at least `temperatures` and `nsteps`.'
+    names = group.get('structures', [])
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return f'`structures` is {names!r}: give a list of names of the input structures (empty: all of them).'
+    return check_structure_keys(group) or check_parameters(md_parameters(group))
+
+
+def md_parameters(group: dict) -> dict:
+    """The ``pfd.md.ase`` parameters of a task group: all its keys but ``structures`` and the structure keys."""
+    return {key: value for key, value in group.items() if key not in ('structures', *STRUCTURE_KEYS)}
 
 
 def unknown_structures(exploration: orm.Dict | None, structures) -> list[str]:
@@ -51,7 +77,7 @@ def group_structures(group: dict, structures) -> dict:
 def md_inputs(group: dict, structures, model, code, seed: int, label: str, options: dict | None = None, head=None):
     """``pfd.md.ase`` inputs of one task group (:func:`group_structures`), seeded by ``seed`` unless the group sets
     its own."""
-    parameters = {key: value for key, value in group.items() if key not in ('structures', *STRUCTURE_KEYS)}
+    parameters = md_parameters(group)
     parameters.setdefault('seed', seed)
     inputs = {
         'code': code,

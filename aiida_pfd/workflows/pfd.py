@@ -26,9 +26,10 @@ from __future__ import annotations
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
-from aiida.plugins import CalculationFactory
+from aiida.plugins import CalculationFactory, WorkflowFactory
 
 from ..backends import get_backend
+from ..caching import invalidate_failed
 from ..data import LabeledDataset, ModelData
 from ..data.alignment import fit_energy_offsets, shift_model_energy
 from ..data.operations import merge_datasets, subset_dataset
@@ -36,6 +37,7 @@ from ..ledger import assess_iteration, assign_initial_roles, build_ledger
 from ..protocols import get_protocol
 from ..seeds import derive_seed, sample_indices
 from ..selection import DIVERSITY_METHODS, perturb_structure, select_candidates
+from ..validation import check_structures, unknown_keys
 from .distill import DistillWorkChain, assemble_metrics, distill_preset, preset_inputs
 from .exploration import (
     explored_frames,
@@ -49,6 +51,13 @@ from .labelling import ADAPTORS, get_adaptor
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
 
 INIT_FROM = ('foundation', 'previous')
+
+#: The keys of the Dict inputs (every key the workchain, the presets of protocols/pfd.yaml and the calcfunctions read).
+PERTURBATION_KEYS = ('frames', 'cell_fraction', 'atom_displacement', 'supercell')
+SELECTION_KEYS = ('max_frames', 'min_distance', 'diversity', 'error_band', 'cutoff', 'bandwidth')
+TRAINING_KEYS = ('parameters', 'init_from', 'old_data_fraction', 'align_energy', 'divergence_learning_rate_factor')
+CONVERGENCE_KEYS = ('force_rmse', 'energy_rmse', 'max_iterations')
+OPTION_KINDS = ('train', 'md', 'evaluate')
 
 
 @calcfunction
@@ -64,9 +73,16 @@ def assemble_history(iterations: orm.List, run: orm.Dict, **nodes: orm.Dict) -> 
     return orm.Dict({'iterations': iterations.get_list(), 'n_iterations': len(iterations.get_list()), **run.get_dict()})
 
 
+def validate_structures(value, _=None) -> str | None:
+    return check_structures('structures', value)
+
+
 def validate_perturbation(value, _=None) -> str | None:
     if 'seed' in value.get_dict():
         return 'perturbation.seed: every seed derives from the `seed` input; set that instead.'
+    problem = unknown_keys('perturbation', value.get_dict(), PERTURBATION_KEYS)
+    if problem:
+        return problem
     if int(value.get('frames', 5)) < 1:
         return 'perturbation.frames: give at least 1 frame per structure.'
     return None
@@ -88,6 +104,9 @@ def validate_selection(value, _=None) -> str | None:
     selection = value.get_dict()
     if 'seed' in selection:
         return 'selection.seed: every seed derives from the `seed` input; set that instead.'
+    problem = unknown_keys('selection', selection, SELECTION_KEYS)
+    if problem:
+        return problem
     if selection.get('diversity', 'random') not in DIVERSITY_METHODS:
         return f'selection.diversity: choose one of {DIVERSITY_METHODS}.'
     band = selection.get('error_band')
@@ -100,6 +119,9 @@ def validate_selection(value, _=None) -> str | None:
 
 def validate_training(value, _=None) -> str | None:
     training = value.get_dict()
+    problem = unknown_keys('training', training, TRAINING_KEYS)
+    if problem:
+        return problem
     if training.get('init_from', 'foundation') not in INIT_FROM:
         return f'training.init_from: choose one of {INIT_FROM}.'
     fraction = training.get('old_data_fraction', 1.0)
@@ -107,6 +129,12 @@ def validate_training(value, _=None) -> str | None:
         return 'training.old_data_fraction: give a fraction in [0, 1].'
     if not isinstance(training.get('align_energy', False), bool):
         return 'training.align_energy: give true or false.'
+    factor = training.get('divergence_learning_rate_factor', 0.1)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor < 1.0:
+        return (
+            'training.divergence_learning_rate_factor: give the factor in (0, 1) by which a fine-tuning whose loss '
+            'diverged is run once more, e.g. 0.1.'
+        )
     if not isinstance(training.get('parameters', {}), dict):
         return "training.parameters: give the training settings of the foundation model's family as a dictionary."
     return None
@@ -114,9 +142,10 @@ def validate_training(value, _=None) -> str | None:
 
 def validate_replay(value, _=None) -> str | None:
     replay = value.get_dict()
-    unknown = sorted(set(replay) - {'exploration', 'ratio'})
-    if unknown:
-        return f'replay: unknown keys {unknown}; give `exploration` (stages of task groups) and `ratio`.'
+    hint = '(`exploration`: stages of task groups; `ratio`: replay frames per DFT frame.)'
+    problem = unknown_keys('replay', replay, ('exploration', 'ratio'), hint=hint)
+    if problem:
+        return problem
     if 'exploration' not in replay:
         return 'replay: give `exploration`, the task groups the aligned foundation runs to label the replay frames.'
     problem = validate_exploration(orm.Dict(replay['exploration']))
@@ -130,8 +159,13 @@ def validate_replay(value, _=None) -> str | None:
 
 def validate_convergence(value, _=None) -> str | None:
     convergence = value.get_dict()
+    problem = unknown_keys('convergence', convergence, CONVERGENCE_KEYS)
+    if problem:
+        return problem
     if convergence.get('force_rmse') is None or convergence['force_rmse'] <= 0:
         return 'convergence.force_rmse: give the target force RMSE in eV/Å (> 0).'
+    if convergence.get('energy_rmse') is not None and convergence['energy_rmse'] <= 0:
+        return 'convergence.energy_rmse: give the target energy RMSE in eV/atom (> 0), or leave it out.'
     if int(convergence.get('max_iterations', 0)) < 1:
         return 'convergence.max_iterations: give at least 1.'
     return None
@@ -143,6 +177,11 @@ def validate_inputs(inputs, _=None) -> str | None:
     if len(given) != 1:
         names = ', '.join(f'`{adaptor.namespace}`' for adaptor in ADAPTORS)
         return f'give the inputs of exactly one DFT code ({names}); got {len(given)}.'
+    options = inputs.get('options')
+    if options is not None:
+        problem = unknown_keys('options', options.get_dict(), OPTION_KINDS, hint='(`metadata.options` per job kind.)')
+        if problem:
+            return problem
 
     structures = inputs.get('structures', {})
     perturbation = inputs.get('perturbation')
@@ -203,7 +242,13 @@ class PFDWorkChain(WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='The input structures.')
+        spec.input_namespace(
+            'structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            validator=validate_structures,
+            help='The input structures.',
+        )
         spec.input('foundation_model', valid_type=ModelData, help='The pre-trained model to fine-tune.')
         spec.input('model_branch', valid_type=orm.Str, required=False, help='Branch of a multi-task foundation.')
         spec.input_namespace('codes', valid_type=orm.AbstractCode, dynamic=True, help='`python`, and `dp` for DeePMD.')
@@ -466,6 +511,7 @@ class PFDWorkChain(WorkChain):
         self.ctx.frames, self.ctx.roles, self.ctx.frame_iterations = [], [], []
         self.ctx.training_frames = []  # frames trained on, in the order they were added
         self.ctx.fresh_frames = []
+        self.ctx.failures = []  # every failed job the run went on from or stopped at (``history.failures``)
         self.ctx.metric_nodes = {}
         self.ctx.foundation = self.inputs.foundation_model
         self.ctx.model = None
@@ -533,6 +579,7 @@ class PFDWorkChain(WorkChain):
         """Shift the foundation's per-element energy zero onto the DFT code's (least squares on the training frames)."""
         node = self.ctx.foundation_evaluation
         if not node.is_finished_ok:
+            self._record_failure('evaluation', node, 'run stopped')
             return self._stop(
                 self.exit_codes.ERROR_EVALUATION_FAILED,
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
@@ -613,8 +660,12 @@ class PFDWorkChain(WorkChain):
             model_branch=branch,
             options=self._options('train'),
         )
-        inputs['metadata']['call_link_label'] = f'finetune_{self.ctx.iteration:02d}'
-        node = self.submit(CalculationFactory(backend.train_process), **inputs)
+        node = self.submit(
+            WorkflowFactory(backend.train_workchain),
+            train=inputs,
+            learning_rate_factor=orm.Float(training.get('divergence_learning_rate_factor', 0.1)),
+            metadata={'call_link_label': f'finetune_{self.ctx.iteration:02d}'},
+        )
         origin = 'previous model' if start_from_previous else 'foundation'
         replayed = training_set.n_frames - dft_frames
         mix = f' ({dft_frames} DFT, {replayed} replay)' if replayed else ''
@@ -625,6 +676,11 @@ class PFDWorkChain(WorkChain):
 
     def inspect_finetune(self):
         node = self.ctx.train
+        attempts = sorted(node.called, key=lambda attempt: attempt.ctime)
+        for index, attempt in enumerate(attempts):
+            if not attempt.is_finished_ok:
+                restarted = index + 1 < len(attempts)
+                self._record_failure('training', attempt, 'restarted' if restarted else 'fine-tuning stopped')
         if not node.is_finished_ok:
             return self._stop(
                 self.exit_codes.ERROR_TRAINING_FAILED,
@@ -667,6 +723,9 @@ class PFDWorkChain(WorkChain):
                 frames[key] = node.outputs.frames
             else:
                 self.report(f'{node.process_label}<{node.pk}> gave no frames: [{node.exit_status}] {node.exit_message}')
+            if not node.is_finished_ok:
+                kept = 'the frames before it kept' if key in frames else 'no frames'
+                self._record_failure('exploration', node, kept)
         for key in keys:
             del self.ctx[key]
         if not frames:
@@ -712,6 +771,7 @@ class PFDWorkChain(WorkChain):
         """Hold out a seeded share of the fresh frames, judge the model on the rest, and assign every frame its role."""
         node = self.ctx.evaluation
         if not node.is_finished_ok:
+            self._record_failure('evaluation', node, 'run stopped')
             return self._stop(
                 self.exit_codes.ERROR_EVALUATION_FAILED,
                 message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
@@ -793,11 +853,14 @@ class PFDWorkChain(WorkChain):
     def inspect_final_evaluation(self):
         if self.ctx.test_set is None:
             return self._stop(self.exit_codes.ERROR_FINAL_EVALUATION_FAILED, message='no DFT frame was held out')
-        failed = [
-            f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+        failed_nodes = [
+            node
             for key in ('final', 'final_zero_shot', 'final_aligned')
             if (node := self.ctx.get(key)) is not None and not node.is_finished_ok
         ]
+        failed = [f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}' for node in failed_nodes]
+        for node in failed_nodes:
+            self._record_failure('final_evaluation', node, 'run stopped')
         if failed:
             return self._stop(self.exit_codes.ERROR_FINAL_EVALUATION_FAILED, message='; '.join(failed))
         metrics = self.ctx.final.outputs.metrics
@@ -833,6 +896,8 @@ class PFDWorkChain(WorkChain):
         return ToContext(distillation=node)
 
     def results(self):
+        if 'distillation' in self.ctx and not self.ctx.distillation.is_finished_ok:
+            self._record_failure('distillation', self.ctx.distillation, 'the fine-tuned model is kept')
         self._attach_outputs()
         if 'distillation' in self.ctx:
             node = self.ctx.distillation
@@ -874,14 +939,17 @@ class PFDWorkChain(WorkChain):
         for key in sorted(key for key in self.ctx if key.startswith('dft_')):
             node = self.ctx[key]
             del self.ctx[key]
+            invalidate_failed(node)  # no failed DFT job is re-used from the cache (aiida-quantumespresso's 4xx are)
             if not node.is_finished_ok:
                 failures.append(f'{node.process_label}<{node.pk}> [{node.exit_status}]')
+                self._record_failure('dft', node, 'frame skipped')
                 self.report(f'DFT {node.process_label}<{node.pk}> failed [{node.exit_status}], frame skipped')
                 continue
             try:
                 frames.append(self._adaptor().to_dataset(node))
             except Exception as exception:
                 failures.append(f'{node.process_label}<{node.pk}> (result unreadable)')
+                self._record_failure('dft', node, f'frame skipped: its result could not be read ({exception})')
                 self.report(f'DFT {node.process_label}<{node.pk}>: its result could not be read ({exception}), skipped')
         return frames, failures
 
@@ -936,9 +1004,21 @@ class PFDWorkChain(WorkChain):
         if self.ctx.frames:
             table = orm.Dict({'roles': self.ctx.roles, 'iterations': self.ctx.frame_iterations})
             self.out('dft_frames', build_ledger(table, **self._frame_kwargs(self.ctx.frames)))
-        if self.ctx.history or self.ctx.metric_nodes or self.ctx.initial:
-            run = orm.Dict({'seeds': self.ctx.seeds, 'initial': self.ctx.initial})
+        if self.ctx.history or self.ctx.metric_nodes or self.ctx.initial or self.ctx.failures:
+            run = orm.Dict({'seeds': self.ctx.seeds, 'initial': self.ctx.initial, 'failures': self.ctx.failures})
             self.out('history', assemble_history(orm.List(self.ctx.history), run, **self.ctx.metric_nodes))
+
+    def _record_failure(self, step: str, node, action: str) -> None:
+        """Enter a failed job into ``history.failures``: its step, process, exit status and message, what followed."""
+        entry = {
+            'iteration': self.ctx.iteration,
+            'step': step,
+            'process': f'{node.process_label}<{node.pk}>',
+            'exit_status': node.exit_status,
+            'message': node.exit_message or node.process_state.value,
+            'action': action,
+        }
+        self.ctx.failures = [*self.ctx.failures, entry]
 
     def _stop(self, exit_code, **kwargs):
         """Attach what exists so far and return ``exit_code``: nothing labelled is lost."""

@@ -31,6 +31,7 @@ def test_ok(aiida_profile_clean, parse_retrieved, tiny_model_files):
         ('missing_model', 303, "No such file or directory: 'model.ckpt.pt'"),
         ('invalid_lcurve', 310, 'lcurve.out could not be parsed'),
         ('nan_loss', 400, 'NaN or infinite at step 5'),
+        ('nan_detected', 400, 'NaN or infinite at step 2'),  # deepmd-kit stops itself
     ],
 )
 def test_failures(aiida_profile_clean, parse_retrieved, case, status, message):

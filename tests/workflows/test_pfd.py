@@ -9,65 +9,20 @@ from aiida.plugins import CalculationFactory, WorkflowFactory
 from aiida_quantumespresso.calculations.pw import PwCalculation
 from ase.build import bulk
 
+from aiida_pfd.backends.deepmd import DeepmdBackend
 from aiida_pfd.data import LabeledDataset, ModelData
 from aiida_pfd.ledger import TRAINED_ROLES, frames_with_role
+from aiida_pfd.testing.workflows import TINY_DFT, TINY_DISTILL, tiny_overrides, tiny_si_builder
 from aiida_pfd.workflows.labelling.quantumespresso import QuantumEspressoAdaptor
 
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
 PFDWorkChain = WorkflowFactory('pfd.pfd')
 
-TINY_DFT = {'pw': {'parameters': {'SYSTEM': {'ecutwfc': 14.0, 'ecutrho': 112.0}}}, 'kpoints_distance': 0.6}
-
-
-def tiny_overrides(max_iterations=2, error_band=(0.0, 50.0)):
-    return {
-        'perturbation': {'frames': 3},
-        'test_fraction': 0.3,  # one frame of each batch of 2-3 held out
-        'exploration': {
-            'stages': [[{'ensemble': 'nvt', 'temperatures': [600], 'nsteps': 20, 'timestep': 2.0, 'sample_every': 5}]]
-        },
-        'selection': {'max_frames': 3, 'min_distance': 1.2, 'error_band': list(error_band)},
-        'training': {
-            'init_from': 'previous',
-            'old_data_fraction': 0.5,
-            'parameters': {'deepmd': {'training': {'numb_steps': 10, 'disp_freq': 5, 'save_freq': 10}}},
-        },
-        # Unreachable on purpose: the loop must run all iterations and end with ERROR_NOT_CONVERGED, outputs kept.
-        'convergence': {'force_rmse': 1e-6, 'energy_rmse': 1e-9, 'max_iterations': max_iterations},
-    }
-
-
-TINY_DISTILL = {
-    'protocol': 'fast',
-    'overrides': {
-        'exploration': {
-            'stages': [[{'ensemble': 'nvt', 'temperatures': [600], 'nsteps': 16, 'timestep': 2.0, 'sample_every': 2}]]
-        },
-        'n_frames': 8,
-        'test_fraction': 0.25,
-        'student': {
-            'model': {'descriptor': {'rcut': 4.0, 'neuron': [4, 8], 'axis_neuron': 4}, 'fitting_net': {'neuron': [8]}},
-            'training': {'numb_steps': 10, 'disp_freq': 5, 'save_freq': 10},
-        },
-        'speed': {'sizes': [2, 16], 'steps': 1, 'warmup': 1},
-        'stability': None,  # the student's MD test has its own tests (test_distill.py)
-    },
-}
-
 
 @pytest.fixture
 def builder(aiida_profile_clean, pw_code, python_code, dp_code, pseudo_family, multitask_checkpoint):
-    structure = orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))
-    return PFDWorkChain.get_builder_from_protocol(
-        codes={'pw': pw_code, 'python': python_code, 'dp': dp_code},
-        structures={'si': structure},
-        foundation_model=multitask_checkpoint,
-        protocol='fast',
-        overrides=tiny_overrides(),
-        model_branch='EMT_Cu',
-        dft_overrides=TINY_DFT,
-        distill=TINY_DISTILL,
-    )
+    codes = {'pw': pw_code, 'python': python_code, 'dp': dp_code}
+    return tiny_si_builder(codes, multitask_checkpoint, distill=TINY_DISTILL)
 
 
 def pw_calculations_behind(node) -> set[int]:
@@ -85,19 +40,42 @@ def frames_merged_into(dataset) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.needs_pw
-def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(builder, monkeypatch):
+def test_loop_runs_two_iterations_survives_failures_and_keeps_provenance(builder, monkeypatch):
+    """Failures injected for real: an SCF that does not converge (iteration 1), a pw.x crash (iteration 2), a first
+    fine-tuning whose loss diverges (restarted once at a lower learning rate) and an MD task group that blows up in
+    every iteration; the loop goes on and records each in ``history.failures``."""
     original = QuantumEspressoAdaptor.get_inputs.__func__
 
-    def one_frame_fails(cls, caller, structure, label):
+    def two_frames_fail(cls, caller, structure, label):
         inputs = original(cls, caller, structure, label)
+        parameters = inputs.pw.parameters.get_dict()
         if label == 'dft_01_0000':  # first frame of iteration 1: one SCF step, no restart
-            parameters = inputs.pw.parameters.get_dict()
             parameters['ELECTRONS']['electron_maxstep'] = 1
-            inputs.pw.parameters = orm.Dict(parameters)
             inputs.max_iterations = orm.Int(1)
+        if label == 'dft_02_0000':  # first frame of iteration 2: pw.x aborts (too few bands for 8 electrons)
+            parameters['SYSTEM']['nbnd'] = 2
+            inputs.max_iterations = orm.Int(1)
+        inputs.pw.parameters = orm.Dict(parameters)
         return inputs
 
-    monkeypatch.setattr(QuantumEspressoAdaptor, 'get_inputs', classmethod(one_frame_fails))
+    monkeypatch.setattr(QuantumEspressoAdaptor, 'get_inputs', classmethod(two_frames_fail))
+
+    original_finetune_inputs = DeepmdBackend.finetune_inputs
+
+    fine_tunings = []
+
+    def first_training_diverges(self, *, training_set, parameters, **kwargs):
+        fine_tunings.append(training_set.n_frames)
+        if len(fine_tunings) == 1:  # the first fine-tuning, on the 2 initial frames trained on
+            parameters = {**parameters, 'learning_rate': {'start_lr': 1e6, 'stop_lr': 1e5}}
+        return original_finetune_inputs(self, training_set=training_set, parameters=parameters, **kwargs)
+
+    monkeypatch.setattr(DeepmdBackend, 'finetune_inputs', first_training_diverges)
+    builder.training = orm.Dict({**builder.training.get_dict(), 'divergence_learning_rate_factor': 1e-8})
+    exploration = builder.exploration.get_dict()
+    blow_up = {'ensemble': 'nvt', 'temperatures': [100000], 'nsteps': 20, 'timestep': 2.0, 'min_distance': 2.0}
+    exploration['stages'][0].append(blow_up)
+    builder.exploration = orm.Dict(exploration)
 
     results, node = run_get_node(builder)
 
@@ -106,7 +84,13 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
     iterations = history['iterations']
     assert [entry['iteration'] for entry in iterations] == [1, 2]
     assert iterations[0]['dft_failed'] == 1 and iterations[0]['dft_labelled'] == 3
-    assert iterations[1]['dft_failed'] == 0
+    assert iterations[1]['dft_failed'] == 1
+    failures = [(entry['iteration'], entry['step'], entry['action']) for entry in history['failures']]
+    assert failures[0] == (0, 'training', 'restarted')
+    assert [(it, step) for it, step, _ in failures if step == 'dft'] == [(1, 'dft'), (2, 'dft')]
+    assert [it for it, step, _ in failures if step == 'exploration'] == [1, 2]
+    crash = next(entry for entry in history['failures'] if entry['step'] == 'dft' and entry['iteration'] == 2)
+    assert crash['process'].startswith('PwBaseWorkChain<') and crash['exit_status'] != 0
     assert all(not entry['converged'] for entry in iterations)
     assert iterations[0]['decision'].startswith('not converged, adding')
     assert iterations[-1]['decision'].startswith('not converged after the last iteration: fine-tuning once more')
@@ -119,7 +103,7 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
         'trained_on': 2,
         'held_out_seed': history['initial']['held_out_seed'],
     }
-    assert [(entry['frames_held_out'], entry['frames_judged']) for entry in iterations] == [(1, 1), (1, 2)]
+    assert [(entry['frames_held_out'], entry['frames_judged']) for entry in iterations] == [(1, 1), (1, 1)]
     # Every seed derives from the one `seed` input and is recorded.
     assert history['seeds']['seed'] == 0 and set(history['seeds']['perturbation']) == {'si'}
     trained_after = ['0', '1'] + (['2'] if iterations[-1]['frames_added'] else [])  # the initial set and iterations
@@ -131,26 +115,31 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
     assert isinstance(model, ModelData) and model.kind == 'frozen'
     # The last iteration's in-band frames are trained on too: its DFT frames are not wasted.
     assert iterations[-1]['frames_not_trained'] == 0
-    assert iterations[-1]['frames_added'] + iterations[-1]['frames_accurate'] == 2
+    assert iterations[-1]['frames_added'] + iterations[-1]['frames_accurate'] == 1
     added = [entry['frames_added'] for entry in iterations]
 
     # The ledger holds every DFT frame with its role; the training and test sets are exactly its roles' frames.
     ledger = results['dft_frames']
     roles = ledger.base.attributes.get('frame_roles')
-    assert ledger.n_frames == len(roles) == 3 + 2 + 3
-    assert ledger.base.attributes.get('frame_iterations') == [0] * 3 + [1] * 2 + [2] * 3
+    assert ledger.n_frames == len(roles) == 3 + 2 + 2
+    assert ledger.base.attributes.get('frame_iterations') == [0] * 3 + [1] * 2 + [2] * 2
     assert len(frames_with_role(ledger, *TRAINED_ROLES)) == training_set.n_frames == 2 + sum(added)
     assert len(frames_with_role(ledger, 'held_out')) == test_set.n_frames == 3
 
     # init_from previous: each fine-tuning starts from the one before's checkpoint, on the new frames plus half of the
     # old ones.
     trainings = sorted(
-        (child for child in node.called if child.process_label == 'DeepmdTrainCalculation'), key=lambda n: n.ctime
+        (child for child in node.called if child.process_label == 'DeepmdTrainWorkChain'), key=lambda n: n.ctime
     )
     assert added[0] > 0 and len(trainings) == 1 + sum(1 for count in added if count)
-    assert trainings[1].inputs.finetune_from.pk == trainings[0].outputs.checkpoint.pk
-    assert trainings[1].inputs.training_set.n_frames == 1 + added[0]
+    assert trainings[1].inputs.train.finetune_from.pk == trainings[0].outputs.checkpoint.pk
+    assert trainings[1].inputs.train.training_set.n_frames == 1 + added[0]
     assert trainings[-1].outputs.model.pk == model.pk
+    # The diverged first fine-tuning: a NaN loss (exit 400), then the same job at 1e-8 times the learning rate.
+    diverged, restarted = sorted(trainings[0].called, key=lambda n: n.ctime)
+    assert diverged.exit_status == 400 and restarted.is_finished_ok
+    assert restarted.inputs.parameters['learning_rate']['start_lr'] == pytest.approx(1e-2)
+    assert [len(training.called) for training in trainings[1:]] == [1] * (len(trainings) - 1)
 
     # Provenance: the DFT runs behind the model are exactly those whose frames it was trained on; the ledger leads to
     # every successful DFT run; no frame of the test set is one the model was trained on.
@@ -179,26 +168,6 @@ def test_loop_runs_two_iterations_survives_a_dft_failure_and_keeps_provenance(bu
     assert metrics['speed']['n_atoms'] == [2, 16]
     assert distillation.inputs.reference_set.pk == test_set.pk
     assert metrics['student_vs_dft']['n_frames'] == test_set.n_frames
-
-
-@pytest.mark.parametrize(
-    ('change', 'message'),
-    [
-        ({'selection': {'error_band': [1.0, 0.5]}}, 'selection.error_band'),
-        ({'training': {'init_from': 'scratch'}}, 'training.init_from'),
-        ({'convergence': {'max_iterations': 0}}, 'convergence.max_iterations'),
-        ({'exploration': {'stages': []}}, 'exploration: give `stages`'),
-        ({'exploration': {'stages': [[{'temperatures': [300], 'nsteps': 5, 'structures': ['ge']}]]}}, 'unknown'),
-        ({'exploration': {'stages': [[{'temperatures': [300], 'nsteps': 5, 'defects': ['antisite']}]]}}, '`defects`'),
-    ],
-)
-def test_inputs_are_validated(builder, change, message):
-    with pytest.raises(ValueError, match=message):  # raised on assignment (port validator) or on launch
-        for port, value in change.items():
-            current = builder[port].get_dict()
-            current.update(value)
-            builder[port] = orm.Dict(current)
-        run_get_node(builder)
 
 
 def test_distill_exploration_names_the_pfd_structures(builder):
@@ -306,7 +275,7 @@ def test_sevennet_finetuning_beats_the_foundation_on_held_out_frames_and_converg
     assert results['test_set'].n_frames == 3 and results['training_set'].n_frames == 3  # DFT frames only
 
     # The foundation's energy zero was aligned onto pw.x's before fine-tuning: same forces, far closer energies.
-    training = next(child for child in node.called if child.process_label == 'SevennTrainCalculation')
+    training = next(child for child in node.called if child.process_label == 'SevennTrainWorkChain').called[0]
     assert training.inputs.finetune_from.pk == results['aligned_foundation'].pk
     # Replay: the aligned foundation's own frames of strained cells (2 cells x 4 frames), 3 of them mixed into the
     # fine-tuning beside the 3 DFT frames; none of them in the DFT ledger or the test set.
@@ -328,15 +297,8 @@ def test_sevennet_finetuning_beats_the_foundation_on_held_out_frames_and_converg
 @pytest.fixture
 def unphysical_builder(aiida_profile_clean, pw_code, python_code, dp_code, pseudo_family, multitask_checkpoint):
     """The DeePMD loop for one iteration with an error band below any error: every judged frame is unphysical."""
-    return PFDWorkChain.get_builder_from_protocol(
-        codes={'pw': pw_code, 'python': python_code, 'dp': dp_code},
-        structures={'si': orm.StructureData(ase=bulk('Si', 'diamond', a=5.43))},
-        foundation_model=multitask_checkpoint,
-        protocol='fast',
-        overrides=tiny_overrides(max_iterations=1, error_band=(0.0, 1e-6)),
-        model_branch='EMT_Cu',
-        dft_overrides=TINY_DFT,
-    )
+    codes = {'pw': pw_code, 'python': python_code, 'dp': dp_code}
+    return tiny_si_builder(codes, multitask_checkpoint, tiny_overrides(max_iterations=1, error_band=(0.0, 1e-6)))
 
 
 @pytest.mark.slow

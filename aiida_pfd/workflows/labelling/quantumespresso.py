@@ -30,9 +30,17 @@ def get_pw_builder(
     preset = get_protocol('quantumespresso', protocol)
     merged = recursive_merge(preset['overrides'], overrides or {})
     merged = recursive_merge(merged, {'pw': {'parameters': {'CONTROL': {'tprnfor': True, 'tstress': True}}}})
-    return PwBaseWorkChain.get_builder_from_protocol(
-        code, structure, protocol=preset['base_protocol'], overrides=merged, **kwargs
-    )
+    try:
+        return PwBaseWorkChain.get_builder_from_protocol(
+            code, structure, protocol=preset['base_protocol'], overrides=merged, **kwargs
+        )
+    except ValueError as exception:
+        if 'does not contain pseudo for element' not in str(exception):
+            raise
+        raise ValueError(
+            f'pseudo_family: {exception}; give `pseudo_family` in the DFT overrides, a family that covers every '
+            'element (`aiida-pseudo list` shows those installed; `aiida-pseudo install sssp` installs one)'
+        ) from exception
 
 
 def all_kinds_structure(structures: dict) -> orm.StructureData:
