@@ -45,3 +45,10 @@ def check_structures(port: str, structures: t.Mapping) -> str | None:
     if empty:
         return f'{port}: {empty} have no sites: give structures with at least one atom.'
     return None
+
+
+def check_option_kinds(options, kinds: t.Iterable[str]) -> str | None:
+    """What is wrong with an ``options`` input (``metadata.options`` per job kind), or None."""
+    if options is None:
+        return None
+    return unknown_keys('options', options.get_dict(), kinds, hint='(`metadata.options` per job kind.)')

@@ -25,7 +25,7 @@ from ..data import LabeledDataset, ModelData
 from ..data.operations import merge_datasets, split_dataset, subset_dataset, with_type_map
 from ..protocols import get_protocol, load_protocols
 from ..seeds import derive_seed, sample_indices
-from ..validation import check_structures, unknown_keys
+from ..validation import check_option_kinds, check_structures, unknown_keys
 from ..zbl import zbl_pair_table
 from .exploration import explored_frames, submit_task_groups, unknown_structures, validate_exploration
 
@@ -163,11 +163,9 @@ def validate_inputs(inputs, ctx=None) -> str | None:
         problem = check_structures('structures', inputs.get('structures', {}))
         if problem:
             return problem
-    options = inputs.get('options')
-    if options is not None:
-        problem = unknown_keys('options', options.get_dict(), OPTION_KINDS, hint='(`metadata.options` per job kind.)')
-        if problem:
-            return problem
+    problem = check_option_kinds(inputs.get('options'), OPTION_KINDS)
+    if problem:
+        return problem
     speed = inputs.get('speed')
     if speed is not None and (problem := check_speed(speed.get_dict())):
         return problem

@@ -37,7 +37,7 @@ from ..ledger import assess_iteration, assign_initial_roles, build_ledger
 from ..protocols import get_protocol
 from ..seeds import derive_seed, sample_indices
 from ..selection import DIVERSITY_METHODS, perturb_structure, select_candidates
-from ..validation import check_structures, unknown_keys
+from ..validation import check_option_kinds, check_structures, unknown_keys
 from .distill import DistillWorkChain, assemble_metrics, distill_preset, preset_inputs
 from .exploration import (
     explored_frames,
@@ -47,6 +47,7 @@ from .exploration import (
     validate_exploration,
 )
 from .labelling import ADAPTORS, get_adaptor
+from .training import DEFAULT_LEARNING_RATE_FACTOR, check_learning_rate_factor
 
 EvaluateCalculation = CalculationFactory('pfd.evaluate')
 
@@ -129,12 +130,9 @@ def validate_training(value, _=None) -> str | None:
         return 'training.old_data_fraction: give a fraction in [0, 1].'
     if not isinstance(training.get('align_energy', False), bool):
         return 'training.align_energy: give true or false.'
-    factor = training.get('divergence_learning_rate_factor', 0.1)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor < 1.0:
-        return (
-            'training.divergence_learning_rate_factor: give the factor in (0, 1) by which a fine-tuning whose loss '
-            'diverged is run once more, e.g. 0.1.'
-        )
+    problem = check_learning_rate_factor(training.get('divergence_learning_rate_factor', DEFAULT_LEARNING_RATE_FACTOR))
+    if problem:
+        return f'training.divergence_learning_rate_factor: {problem}'
     if not isinstance(training.get('parameters', {}), dict):
         return "training.parameters: give the training settings of the foundation model's family as a dictionary."
     return None
@@ -177,11 +175,9 @@ def validate_inputs(inputs, _=None) -> str | None:
     if len(given) != 1:
         names = ', '.join(f'`{adaptor.namespace}`' for adaptor in ADAPTORS)
         return f'give the inputs of exactly one DFT code ({names}); got {len(given)}.'
-    options = inputs.get('options')
-    if options is not None:
-        problem = unknown_keys('options', options.get_dict(), OPTION_KINDS, hint='(`metadata.options` per job kind.)')
-        if problem:
-            return problem
+    problem = check_option_kinds(inputs.get('options'), OPTION_KINDS)
+    if problem:
+        return problem
 
     structures = inputs.get('structures', {})
     perturbation = inputs.get('perturbation')
@@ -579,11 +575,7 @@ class PFDWorkChain(WorkChain):
         """Shift the foundation's per-element energy zero onto the DFT code's (least squares on the training frames)."""
         node = self.ctx.foundation_evaluation
         if not node.is_finished_ok:
-            self._record_failure('evaluation', node, 'run stopped')
-            return self._stop(
-                self.exit_codes.ERROR_EVALUATION_FAILED,
-                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
-            )
+            return self._stop_on_failed('evaluation', node, self.exit_codes.ERROR_EVALUATION_FAILED)
         metrics = node.outputs.metrics
         self.ctx.metric_nodes['foundation'] = metrics
         alignment = fit_energy_offsets(node.outputs.errors, self.ctx.training_set)
@@ -660,10 +652,11 @@ class PFDWorkChain(WorkChain):
             model_branch=branch,
             options=self._options('train'),
         )
+        factor = training.get('divergence_learning_rate_factor', DEFAULT_LEARNING_RATE_FACTOR)
         node = self.submit(
             WorkflowFactory(backend.train_workchain),
             train=inputs,
-            learning_rate_factor=orm.Float(training.get('divergence_learning_rate_factor', 0.1)),
+            learning_rate_factor=orm.Float(factor),
             metadata={'call_link_label': f'finetune_{self.ctx.iteration:02d}'},
         )
         origin = 'previous model' if start_from_previous else 'foundation'
@@ -771,11 +764,7 @@ class PFDWorkChain(WorkChain):
         """Hold out a seeded share of the fresh frames, judge the model on the rest, and assign every frame its role."""
         node = self.ctx.evaluation
         if not node.is_finished_ok:
-            self._record_failure('evaluation', node, 'run stopped')
-            return self._stop(
-                self.exit_codes.ERROR_EVALUATION_FAILED,
-                message=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}',
-            )
+            return self._stop_on_failed('evaluation', node, self.exit_codes.ERROR_EVALUATION_FAILED)
         iteration = self.ctx.iteration
         seed = derive_seed(self.ctx.seed, 'held_out', iteration)
         parameters = {
@@ -853,16 +842,13 @@ class PFDWorkChain(WorkChain):
     def inspect_final_evaluation(self):
         if self.ctx.test_set is None:
             return self._stop(self.exit_codes.ERROR_FINAL_EVALUATION_FAILED, message='no DFT frame was held out')
-        failed_nodes = [
+        failed = [
             node
             for key in ('final', 'final_zero_shot', 'final_aligned')
             if (node := self.ctx.get(key)) is not None and not node.is_finished_ok
         ]
-        failed = [f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}' for node in failed_nodes]
-        for node in failed_nodes:
-            self._record_failure('final_evaluation', node, 'run stopped')
         if failed:
-            return self._stop(self.exit_codes.ERROR_FINAL_EVALUATION_FAILED, message='; '.join(failed))
+            return self._stop_on_failed('final_evaluation', failed, self.exit_codes.ERROR_FINAL_EVALUATION_FAILED)
         metrics = self.ctx.final.outputs.metrics
         self.out('metrics', metrics)
         foundation = {'zero_shot': self.ctx.final_zero_shot.outputs.metrics}
@@ -1019,6 +1005,15 @@ class PFDWorkChain(WorkChain):
             'action': action,
         }
         self.ctx.failures = [*self.ctx.failures, entry]
+
+    def _stop_on_failed(self, step: str, nodes, exit_code):
+        """Record the failed job(s) ``nodes`` of ``step`` in ``history.failures`` and stop with ``exit_code``, its
+        message naming each job, its exit status and message."""
+        nodes = nodes if isinstance(nodes, list) else [nodes]
+        for node in nodes:
+            self._record_failure(step, node, 'run stopped')
+        described = (f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}' for node in nodes)
+        return self._stop(exit_code, message='; '.join(described))
 
     def _stop(self, exit_code, **kwargs):
         """Attach what exists so far and return ``exit_code``: nothing labelled is lost."""

@@ -10,11 +10,20 @@ from aiida.plugins import CalculationFactory
 
 from ..backends import get_backend
 
+#: The factor on the learning rate of the one restart after a diverged loss, unless one is given.
+DEFAULT_LEARNING_RATE_FACTOR = 0.1
+
+
+def check_learning_rate_factor(factor) -> str | None:
+    """What is wrong with a learning-rate factor for the restart after a diverged loss, or None."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.0 < factor < 1.0:
+        return 'give the factor in (0, 1) by which a training whose loss diverged is run once more, e.g. 0.1.'
+    return None
+
 
 def validate_learning_rate_factor(value, _=None) -> str | None:
-    if not 0.0 < value.value < 1.0:
-        return 'learning_rate_factor: give the factor by which a diverged training lowers its rate, in (0, 1).'
-    return None
+    problem = check_learning_rate_factor(value.value)
+    return f'learning_rate_factor: {problem}' if problem else None
 
 
 class TrainingBaseWorkChain(BaseRestartWorkChain):
@@ -31,7 +40,7 @@ class TrainingBaseWorkChain(BaseRestartWorkChain):
         spec.input(
             'learning_rate_factor',
             valid_type=orm.Float,
-            default=lambda: orm.Float(0.1),
+            default=lambda: orm.Float(DEFAULT_LEARNING_RATE_FACTOR),
             validator=validate_learning_rate_factor,
             help='Factor on the learning rate of the one restart after a diverged (NaN or infinite) loss.',
         )
